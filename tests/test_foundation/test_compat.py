@@ -1,0 +1,97 @@
+"""The compatibility fixes ``import mmcvt`` applies (see mmcvt/compat.py)."""
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.logging import HistoryBuffer
+from mmengine.runner import CheckpointLoader
+
+import mmcvt  # noqa: F401
+from mmcvt.compat import TRUST_ENV
+
+
+def _runner_like_checkpoint():
+    buf = HistoryBuffer()
+    buf.update(0.5)
+    buf.update(0.25)
+    return dict(
+        meta=dict(seed=np.int64(3), lr=np.float32(0.1), epoch=1),
+        message_hub=dict(log_scalars={'train/loss': buf}),
+        state_dict={'w': torch.ones(2)},
+        rng=np.arange(4, dtype=np.uint32))
+
+
+def test_runner_checkpoint_loads_with_weights_only(tmp_path):
+    path = str(tmp_path / 'ckpt.pth')
+    torch.save(_runner_like_checkpoint(), path)
+    # nothing in it needs an unsafe global (no builtins.getattr)
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == []
+    ckpt = torch.load(path, weights_only=True)
+    buf = ckpt['message_hub']['log_scalars']['train/loss']
+    assert buf.mean() == pytest.approx(0.375)
+    assert buf.statistics('max') == 0.5  # statistics methods restored
+    assert ckpt['meta']['seed'] == 3
+    assert ckpt['rng'].dtype == np.uint32
+
+
+def test_untrusted_checkpoint_gives_clear_error(tmp_path, monkeypatch):
+    path = str(tmp_path / 'old.pth')
+    # what an unpatched mmengine wrote: methods pickled through getattr
+    state = {'statistics_methods': {'min': HistoryBuffer.min}}
+    torch.save({'hub': state}, path)
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    with pytest.raises(pickle.UnpicklingError, match=TRUST_ENV):
+        CheckpointLoader.load_checkpoint(path)
+    monkeypatch.setenv(TRUST_ENV, '1')
+    ckpt = CheckpointLoader.load_checkpoint(path)
+    assert ckpt['hub']['statistics_methods']['min'] is HistoryBuffer.min
+
+
+@pytest.mark.parametrize('base', [
+    'mmpretrain::_base_/default_runtime.py',
+    'mmdet::_base_/default_runtime.py',
+    'mmseg::_base_/default_runtime.py',
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+])
+def test_pkg_config_bases_load(tmp_path, base):
+    cfg_file = tmp_path / 'cfg.py'
+    cfg_file.write_text(f'_base_ = [{base!r}]\nmarker = 1\n')
+    cfg = Config.fromfile(str(cfg_file))
+    assert cfg.marker == 1
+    assert len(cfg.keys()) > 1  # the base's content arrived
+
+
+def test_amp_optim_wrapper_without_gpu_is_clear():
+    from mmengine.optim import AmpOptimWrapper
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    if torch.cuda.is_available():
+        assert AmpOptimWrapper(optimizer=optimizer) is not None
+    else:
+        with pytest.raises(RuntimeError, match='drop `--amp`'):
+            AmpOptimWrapper(optimizer=optimizer)
+
+
+def test_train_tool_fixes_persistent_workers(tmp_path):
+    import os.path as osp
+    import sys
+    tools = osp.join(osp.dirname(osp.dirname(osp.dirname(
+        osp.abspath(__file__)))), 'tools')
+    sys.path.insert(0, tools)
+    try:
+        from train import merge_args, parse_args
+    finally:
+        sys.path.remove(tools)
+    cfg = Config(dict(
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        train_dataloader=dict(num_workers=0, persistent_workers=True),
+        val_dataloader=dict(num_workers=2, persistent_workers=True)))
+    cfg = merge_args(cfg, parse_args(['x.py', '--amp']))
+    assert cfg.train_dataloader.persistent_workers is False
+    assert cfg.val_dataloader.persistent_workers is True
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    with pytest.raises(ValueError, match='base_batch_size'):
+        merge_args(Config(dict(optim_wrapper=dict())),
+                   parse_args(['x.py', '--auto-scale-lr']))

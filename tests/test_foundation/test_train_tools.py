@@ -1,0 +1,150 @@
+"""tools/train.py, tools/test.py and tools/dist_train.sh as a user runs them."""
+import os
+import os.path as osp
+import pickle
+import socket
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+from .tiny_classification import write_job
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+HOOKS = '''
+import torch
+from mmengine.hooks import Hook
+from mmpretrain.registry import HOOKS
+
+
+@HOOKS.register_module()
+class StopAtIter(Hook):
+    """Kill the job right after iteration ``stop_at`` (and its checkpoint)."""
+    priority = 'LOWEST'
+
+    def __init__(self, stop_at):
+        self.stop_at = stop_at
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        if runner.iter + 1 == self.stop_at:
+            raise SystemExit(3)
+
+
+@HOOKS.register_module()
+class DumpStartState(Hook):
+    """Save what the run starts from, after any resume."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def before_train(self, runner):
+        torch.save(dict(iter=runner.iter,
+                        state_dict=runner.model.state_dict(),
+                        optimizer=runner.optim_wrapper.state_dict()),
+                   self.out)
+'''
+
+
+def _run(args, cwd, env=None, check=True):
+    env = {**os.environ, **(env or {})}
+    env['PYTHONPATH'] = os.pathsep.join(
+        p for p in [cwd, ROOT, env.get('PYTHONPATH', '')] if p)
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{args} exited {proc.returncode}\n'
+                             f'{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}')
+    return proc
+
+
+def _assert_tensors_equal(a, b, path=''):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), f'{path} differs'
+    elif isinstance(a, dict):
+        assert set(a) == set(b), f'{path} keys differ'
+        for k in a:
+            _assert_tensors_equal(a[k], b[k], f'{path}.{k}')
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f'{path} lengths differ'
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_tensors_equal(x, y, f'{path}[{i}]')
+    else:
+        assert a == b, f'{path}: {a} != {b}'
+
+
+def test_train_stop_resume_and_test(tmp_path):
+    cfg = write_job(tmp_path)
+    (tmp_path / 'resume_hooks.py').write_text(HOOKS)
+    work = str(tmp_path / 'work')
+    train = [sys.executable, osp.join(ROOT, 'tools/train.py'), cfg,
+             '--work-dir', work]
+    common = ['custom_imports.imports=[resume_hooks]',
+              'custom_imports.allow_failed_imports=False']
+
+    # run 1 is killed after iteration 4, whose checkpoint is on disk
+    proc = _run(train + ['--cfg-options', *common,
+                         'custom_hooks=[{type:StopAtIter,stop_at:4}]'],
+                cwd=str(tmp_path), check=False)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert osp.isfile(osp.join(work, 'iter_4.pth'))
+    assert not osp.exists(osp.join(work, 'iter_6.pth'))
+
+    # run 2 resumes from the latest checkpoint and finishes
+    start = str(tmp_path / 'start.pth')
+    _run(train + ['--resume', '--cfg-options', *common,
+                  f'custom_hooks=[{{type:DumpStartState,out:{start!r}}}]'],
+         cwd=str(tmp_path))
+    saved = torch.load(osp.join(work, 'iter_4.pth'), map_location='cpu')
+    resumed = torch.load(start, map_location='cpu')
+    assert resumed['iter'] == 4
+    _assert_tensors_equal(saved['state_dict'], resumed['state_dict'],
+                          'state_dict')
+    _assert_tensors_equal(saved['optimizer'], resumed['optimizer'],
+                          'optimizer')
+    assert len(saved['optimizer']['state']) > 0  # AdamW moments were saved
+    final = torch.load(osp.join(work, 'iter_8.pth'), map_location='cpu')
+    assert final['meta']['iter'] == 8
+    assert not torch.equal(final['state_dict']['head.fc.weight'],
+                           saved['state_dict']['head.fc.weight'])
+
+    # the checkpoint evaluates with tools/test.py
+    out = str(tmp_path / 'preds.pkl')
+    proc = _run([sys.executable, osp.join(ROOT, 'tools/test.py'), cfg,
+                 osp.join(work, 'iter_8.pth'), '--work-dir',
+                 str(tmp_path / 'test'), '--out', out], cwd=str(tmp_path))
+    assert 'accuracy/top1' in proc.stdout + proc.stderr
+    with open(out, 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == 16  # the whole val split
+
+
+def test_resume_missing_checkpoint_is_clear(tmp_path):
+    cfg = write_job(tmp_path)
+    proc = _run([sys.executable, osp.join(ROOT, 'tools/train.py'), cfg,
+                 '--resume', str(tmp_path / 'nope.pth')],
+                cwd=str(tmp_path), check=False)
+    assert proc.returncode != 0
+    assert 'no such checkpoint' in proc.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_dist_train_two_cpu_processes(tmp_path):
+    cfg = write_job(tmp_path)
+    work = str(tmp_path / 'work')
+    proc = _run(['bash', osp.join(ROOT, 'tools/dist_train.sh'), cfg, '2',
+                 '--work-dir', work, '--cfg-options', 'train_cfg.max_iters=4',
+                 'train_cfg.val_interval=4'],
+                cwd=str(tmp_path), env=dict(PORT=str(_free_port()),
+                                            PYTHON=sys.executable))
+    log = proc.stdout + proc.stderr
+    assert 'world_size: 2' in log or 'Distributed launcher: pytorch' in log
+    ckpt = torch.load(osp.join(work, 'iter_4.pth'), map_location='cpu')
+    assert ckpt['meta']['iter'] == 4
