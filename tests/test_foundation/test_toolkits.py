@@ -19,8 +19,11 @@ def test_toolkit_models_import():
     ('mmseg::pspnet/pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py', 'mmseg',
      'EncoderDecoder'),
 ])
-def test_build_shipped_config(cfg_path, scope, cls_name):
-    cfg = Config.fromfile(cfg_path)
+def test_build_shipped_config(tmp_path, cfg_path, scope, cls_name):
+    # inherit the shipped config through its `pkg::` name
+    cfg_file = tmp_path / 'cfg.py'
+    cfg_file.write_text(f'_base_ = [{cfg_path!r}]\n')
+    cfg = Config.fromfile(str(cfg_file))
     assert cfg.default_scope == scope
     init_default_scope(scope)
     registry = {

@@ -9,12 +9,16 @@ import textwrap
 
 import torch
 
+import mmcvt  # noqa: F401  (registers the safe globals for torch.load)
+
 from .tiny_classification import write_job
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 HOOKS = '''
 import torch
+
+import mmcvt  # noqa: F401  (registers the safe globals for torch.load)
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
@@ -79,24 +83,30 @@ def test_train_stop_resume_and_test(tmp_path):
     cfg = write_job(tmp_path)
     (tmp_path / 'resume_hooks.py').write_text(HOOKS)
     work = str(tmp_path / 'work')
-    train = [sys.executable, osp.join(ROOT, 'tools/train.py'), cfg,
-             '--work-dir', work]
-    common = ['custom_imports.imports=[resume_hooks]',
-              'custom_imports.allow_failed_imports=False']
+    start = str(tmp_path / 'start.pth')
+    hooks_cfg = ("_base_ = ['tiny_cls.py']\n"
+                 "custom_imports = dict(imports=['resume_hooks'], "
+                 "allow_failed_imports=False)\n"
+                 "custom_hooks = [{hook}]\n")
+    stopping = tmp_path / 'stopping.py'
+    stopping.write_text(hooks_cfg.format(
+        hook="dict(type='StopAtIter', stop_at=4)"))
+    dumping = tmp_path / 'dumping.py'
+    dumping.write_text(hooks_cfg.format(
+        hook=f"dict(type='DumpStartState', out={start!r})"))
+
+    def train(config, *args):
+        return [sys.executable, osp.join(ROOT, 'tools/train.py'),
+                str(config), '--work-dir', work, *args]
 
     # run 1 is killed after iteration 4, whose checkpoint is on disk
-    proc = _run(train + ['--cfg-options', *common,
-                         'custom_hooks=[{type:StopAtIter,stop_at:4}]'],
-                cwd=str(tmp_path), check=False)
+    proc = _run(train(stopping), cwd=str(tmp_path), check=False)
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert osp.isfile(osp.join(work, 'iter_4.pth'))
     assert not osp.exists(osp.join(work, 'iter_6.pth'))
 
     # run 2 resumes from the latest checkpoint and finishes
-    start = str(tmp_path / 'start.pth')
-    _run(train + ['--resume', '--cfg-options', *common,
-                  f'custom_hooks=[{{type:DumpStartState,out:{start!r}}}]'],
-         cwd=str(tmp_path))
+    _run(train(dumping, '--resume'), cwd=str(tmp_path))
     saved = torch.load(osp.join(work, 'iter_4.pth'), map_location='cpu')
     resumed = torch.load(start, map_location='cpu')
     assert resumed['iter'] == 4
@@ -145,6 +155,7 @@ def test_dist_train_two_cpu_processes(tmp_path):
                 cwd=str(tmp_path), env=dict(PORT=str(_free_port()),
                                             PYTHON=sys.executable))
     log = proc.stdout + proc.stderr
-    assert 'world_size: 2' in log or 'Distributed launcher: pytorch' in log
+    assert 'Distributed training: True' in log
+    assert 'GPU number: 2' in log  # mmengine's name for the world size
     ckpt = torch.load(osp.join(work, 'iter_4.pth'), map_location='cpu')
     assert ckpt['meta']['iter'] == 4

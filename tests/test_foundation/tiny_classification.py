@@ -12,7 +12,8 @@ _base_ = ['mmpretrain::_base_/default_runtime.py']
 default_scope = 'mmpretrain'
 model = dict(
     type='ImageClassifier',
-    backbone=dict(type='ResNet_CIFAR', depth=18, num_stages=1, out_indices=(0, )),
+    backbone=dict(type='ResNet_CIFAR', depth=18, num_stages=1,
+                  strides=(1, ), dilations=(1, ), out_indices=(0, )),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(type='LinearClsHead', num_classes=2, in_channels=64,
               loss=dict(type='CrossEntropyLoss')))
