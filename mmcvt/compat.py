@@ -123,6 +123,8 @@ def _patch_package_utils() -> None:
     import mmengine.config.utils as config_utils
     import mmengine.utils as utils
     import mmengine.utils.package_utils as package_utils
+    # let configs inherit ours as `mmcvt::cvt/cvt-13_imagenet.py`
+    config_utils.MODULE2PACKAGE.setdefault('mmcvt', 'mmcvt')
     for mod in (utils, package_utils, config_mod, config_utils):
         if hasattr(mod, 'is_installed'):
             mod.is_installed = _is_installed

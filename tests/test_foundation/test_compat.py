@@ -54,6 +54,7 @@ def test_untrusted_checkpoint_gives_clear_error(tmp_path, monkeypatch):
     'mmdet::_base_/default_runtime.py',
     'mmseg::_base_/default_runtime.py',
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    'mmcvt::cvt/cvt-21_imagenet.py',  # our own, from the packaged configs
 ])
 def test_pkg_config_bases_load(tmp_path, base):
     cfg_file = tmp_path / 'cfg.py'
