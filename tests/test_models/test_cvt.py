@@ -1,0 +1,664 @@
+"""Unit tests of the CvT backbone (mmcvt/models/backbones/cvt.py).
+
+Real archs are exercised on the ``meta`` device (shapes, parameter counts,
+FLOPs: no memory, no compute); numerics use a tiny custom arch.
+"""
+import copy
+import itertools
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.flop_counter import FlopCounterMode
+
+from mmcvt.models import CvT
+from mmcvt.models.backbones.cvt import ConvAttention, DropPath, QuickGELU
+
+TINY = dict(
+    embed_dims=[16, 32, 48],
+    num_heads=[1, 2, 3],
+    depths=[1, 1, 2],
+    drop_path_rates=[0., 0., 0.1])
+ZOO = ['13', '21', 'w24']
+ALIASES = {'13': 'cvt-13', '21': 'cvt-21', 'w24': 'cvt-w24'}
+STRIDES = (4, 8, 16)
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    """One intra-op thread: on a small shared CPU, 2 OpenMP threads that
+    compete with other processes are >10x slower than 1."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _meta(arch, **kwargs):
+    with torch.device('meta'):
+        return CvT(arch, **kwargs)
+
+
+def _tiny(**kwargs):
+    torch.manual_seed(0)
+    model = CvT(TINY, **kwargs)
+    model.init_weights()
+    _randomise_bn(model)
+    return model
+
+
+def _randomise_bn(model):
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * .5)
+            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + .5)
+            m.weight.data.copy_(1 + .2 * torch.randn(n, generator=g))
+            m.bias.data.copy_(.2 * torch.randn(n, generator=g))
+
+
+def _img(*shape):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(2))
+
+
+def _dims(arch):
+    return CvT.arch_zoo[arch]['embed_dims'] if isinstance(arch,
+                                                          str) else arch[
+                                                              'embed_dims']
+
+
+# ---------------------------------------------------------------------------
+# arch zoo, parameter counts, FLOPs
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('arch', ZOO)
+def test_arch_aliases(arch):
+    a, b = _meta(arch), _meta(ALIASES[arch])
+    assert [p.shape for p in a.parameters()] == \
+        [p.shape for p in b.parameters()]
+    assert a.depths == CvT.arch_zoo[arch]['depths']
+    assert a.drop_path_rates == CvT.arch_zoo[arch]['drop_path_rates']
+
+
+@pytest.mark.parametrize('arch,expected', [('13', 19_997_480),
+                                           ('21', 31_622_696),
+                                           ('w24', 277_196_392)])
+def test_param_count(arch, expected):
+    model = _meta(arch)
+    head = 1000 * _dims(arch)[-1] + 1000  # 1000-class Linear head
+    assert sum(p.numel() for p in model.parameters()) + head == expected
+
+
+@pytest.mark.parametrize('arch,size,gmacs', [('13', 224, 4.57),
+                                             ('21', 224, 7.18),
+                                             ('13', 384, 16.27),
+                                             ('w24', 384, 194.2)])
+def test_flops(arch, size, gmacs):
+    # Convs, linears and the two attention matmuls of the real model, run on
+    # the meta device (SDPA decomposes into the two bmm's there).
+    model = _meta(arch).eval()
+    x = torch.empty(1, 3, size, size, device='meta')
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        feat = model(x)[0]
+    counts = {
+        str(k): v
+        for k, v in counter.get_flop_counts()['Global'].items()
+    }
+    assert counts.get('aten.bmm', 0) > 0, 'attention matmuls not counted'
+    macs = counter.get_total_flops() / 2 + feat.shape[-1] * 1000  # + head
+    assert abs(macs / 1e9 - gmacs) / gmacs < 0.01, macs / 1e9
+
+
+def test_flops_match_naive_attention_on_real_tensors():
+    """The meta-device count equals a count on real tensors (naive path)."""
+    model = _tiny().eval()
+    for m in model.modules():
+        if isinstance(m, ConvAttention):
+            m.fused_attn = False
+    counts = []
+    for device in ('cpu', 'meta'):
+        model_d = model if device == 'cpu' else _meta(TINY).eval()
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model_d(torch.zeros(1, 3, 64, 96, device=device))
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1]
+
+
+# ---------------------------------------------------------------------------
+# outputs
+# ---------------------------------------------------------------------------
+
+SUBSETS = [
+    s for n in range(1, 4) for s in itertools.combinations(range(3), n)
+]
+
+
+@pytest.mark.parametrize('arch', ZOO + ['tiny'])
+@pytest.mark.parametrize('out_indices', SUBSETS)
+def test_featmap_shapes_and_strides(arch, out_indices):
+    arch = TINY if arch == 'tiny' else arch
+    model = _meta(arch, out_indices=out_indices, out_type='featmap')
+    outs = model(torch.empty(2, 3, 224, 320, device='meta'))
+    assert len(outs) == len(out_indices)
+    for out, i in zip(outs, out_indices):
+        assert out.shape == (2, _dims(arch)[i], 224 // STRIDES[i],
+                             320 // STRIDES[i])
+
+
+@pytest.mark.parametrize('arch', ZOO)
+def test_negative_out_indices(arch):
+    model = _meta(arch, out_indices=(-3, -1), out_type='featmap')
+    assert model.out_indices == [0, 2]
+
+
+@pytest.mark.parametrize('arch', ZOO)
+@pytest.mark.parametrize('out_type,shape', [
+    ('cls_token', lambda c: (2, c)),
+    ('avg_featmap', lambda c: (2, c)),
+    ('featmap', lambda c: (2, c, 14, 14)),
+    ('raw', lambda c: (2, 1 + 14 * 14, c)),
+])
+def test_out_types_zoo(arch, out_type, shape):
+    model = _meta(arch, out_indices=(0, 1, 2), out_type=out_type)
+    outs = model(torch.empty(2, 3, 224, 224, device='meta'))
+    dims = _dims(arch)
+    assert outs[0].shape == (2, dims[0], 56, 56)
+    assert outs[1].shape == (2, dims[1], 28, 28)
+    assert outs[2].shape == shape(dims[2])
+
+
+def test_out_type_semantics():
+    x = _img(2, 3, 64, 64)
+    raw = _tiny(out_type='raw').eval()
+    tokens = raw(x)[0]  # (B, 1+4*4, C)
+    assert tokens.shape == (2, 17, 48)
+    norm = nn.LayerNorm(48, eps=1e-5)
+    cls = _tiny(out_type='cls_token').eval()
+    norm.load_state_dict(cls.norm.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(cls(x)[0], norm(tokens[:, 0]))
+        avg = _tiny(out_type='avg_featmap').eval()
+        torch.testing.assert_close(avg(x)[0], norm(tokens[:, 1:]).mean(1))
+        feat = _tiny(out_type='featmap').eval()(x)[0]
+        torch.testing.assert_close(
+            feat, tokens[:, 1:].transpose(1, 2).reshape(2, 48, 4, 4))
+    assert feat.is_contiguous()
+    # no final norm
+    nonorm = _tiny(final_norm=False).eval()
+    assert nonorm.norm is None
+    with torch.no_grad():
+        torch.testing.assert_close(nonorm(x)[0], tokens[:, 0])
+
+
+def test_avg_featmap_without_cls_token():
+    model = _tiny(cls_token=False, out_type='avg_featmap').eval()
+    assert model.stages[2].cls_token is None
+    out = model(_img(1, 3, 64, 64))[0]
+    assert out.shape == (1, 48)
+    raw = _tiny(cls_token=False, out_type='raw').eval()(_img(1, 3, 64, 64))
+    assert raw[0].shape == (1, 16, 48)
+
+
+def test_out_norm():
+    model = _tiny(out_indices=(0, 1, 2), out_type='featmap', out_norm=True)
+    for i in range(3):
+        assert isinstance(getattr(model, f'out_norm{i}'), nn.LayerNorm)
+    model.out_norm1.weight.data.fill_(2.)
+    ref = _tiny(out_indices=(0, 1, 2), out_type='featmap').eval()
+    model.eval()
+    x = _img(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = model(x), ref(x)
+    f = b[1]
+    expected = F.layer_norm(f.permute(0, 2, 3, 1), (32, ), eps=1e-5) * 2
+    torch.testing.assert_close(a[1], expected.permute(0, 3, 1, 2))
+    # the class-token output of the last stage gets no out_norm
+    model = _tiny(out_indices=(1, 2), out_norm=True)
+    assert hasattr(model, 'out_norm1') and not hasattr(model, 'out_norm2')
+
+
+def test_stages_after_last_out_index_are_skipped():
+    model = _tiny(out_indices=(0, ), out_type='featmap')
+    model(_img(1, 3, 64, 64))[0].sum().backward()
+    assert model.stages[0].patch_embed.proj.weight.grad is not None
+    assert model.stages[2].patch_embed.proj.weight.grad is None
+
+
+# ---------------------------------------------------------------------------
+# training behaviour
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('out_type', CvT.OUT_TYPES)
+@pytest.mark.parametrize('qkv_proj', ['dw_bn', 'avg', 'linear'])
+def test_backward_every_param_gets_grad(out_type, qkv_proj):
+    model = _tiny(
+        out_indices=(0, 1, 2),
+        out_type=out_type,
+        qkv_proj=qkv_proj,
+        out_norm=True,
+        pos_embed=True,
+        img_size=64)
+    model.train()
+    outs = model(_img(2, 3, 64, 64))
+    sum(o.float().pow(2).mean() for o in outs).backward()
+    for name, p in model.named_parameters():
+        assert p.requires_grad and p.grad is not None, name
+
+
+def test_with_cp_equals_plain():
+    torch.manual_seed(0)
+    plain = _tiny(out_indices=(0, 1, 2), out_type='raw', drop_path_rate=0.)
+    ckpt = copy.deepcopy(plain)
+    ckpt.with_cp = True
+    for s in ckpt.stages:
+        s.with_cp = True
+    x = _img(2, 3, 64, 64)
+    outs_a = plain(x)
+    outs_b = ckpt(x)
+    for a, b in zip(outs_a, outs_b):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    sum(o.sum() for o in outs_a).backward()
+    sum(o.sum() for o in outs_b).backward()
+    for (n, p), q in zip(plain.named_parameters(), ckpt.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=n)
+    # built with with_cp=True
+    assert all(s.with_cp for s in CvT(TINY, with_cp=True).stages)
+
+
+@pytest.mark.parametrize('frozen_stages', [0, 1, 2, 3])
+def test_frozen_stages(frozen_stages):
+    model = _tiny(
+        frozen_stages=frozen_stages,
+        out_indices=(0, 1, 2),
+        out_type='cls_token',
+        out_norm=True)
+    model.train()
+    outs = model(_img(2, 3, 64, 64))
+    loss = sum(o.sum() for o in outs)
+    if loss.requires_grad:  # everything frozen when frozen_stages == 3
+        loss.backward()
+    for i, stage in enumerate(model.stages):
+        frozen = i < frozen_stages
+        for m in stage.modules():
+            assert m.training != frozen
+        for name, p in stage.named_parameters():
+            assert p.requires_grad != frozen, (i, name)
+            assert (p.grad is None) == frozen, (i, name)
+        if hasattr(model, f'out_norm{i}'):
+            assert getattr(model, f'out_norm{i}').training != frozen
+    assert model.norm.weight.requires_grad == (frozen_stages < 3)
+    assert model.norm.training == (frozen_stages < 3)
+    # the frozen BN statistics must not move
+    if frozen_stages >= 1:
+        bn = model.stages[0].blocks[0].attn.conv_proj_k.bn
+        before = bn.running_mean.clone()
+        model.train()
+        model(_img(2, 3, 64, 64))
+        torch.testing.assert_close(bn.running_mean, before)
+
+
+def test_norm_eval():
+    model = _tiny(norm_eval=True)
+    model.train()
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    assert bns and all(not m.training for m in bns)
+    assert model.stages[0].blocks[0].norm1.training  # LayerNorm untouched
+    model = _tiny(norm_eval=False)
+    model.train()
+    assert all(m.training for m in model.modules())
+
+
+@pytest.mark.parametrize('drop_path_rate,expected', [
+    (None, [0., 0., 0.1]),
+    (0.3, [0., 0., 0.3]),
+    ([0.05, 0.1, 0.2], [0.05, 0.1, 0.2]),
+])
+def test_drop_path_rates(drop_path_rate, expected):
+    model = _meta('13', drop_path_rate=drop_path_rate)
+    assert model.drop_path_rates == pytest.approx(expected)
+    for stage, rate, depth in zip(model.stages, expected, [1, 2, 10]):
+        got = [
+            b.drop_path.drop_prob if isinstance(b.drop_path, DropPath) else 0.
+            for b in stage.blocks
+        ]
+        assert got == pytest.approx(
+            torch.linspace(0, rate, depth).tolist(), abs=1e-7)
+
+
+def test_dropout_train_mode_runs():
+    model = _tiny(drop_rate=0.1, attn_drop_rate=0.1, drop_path_rate=0.2)
+    model.train()
+    a = model(_img(2, 3, 64, 64))[0]
+    assert torch.isfinite(a).all()
+
+
+# ---------------------------------------------------------------------------
+# numerics
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('shape', [(1, 3, 64, 64), (2, 3, 333, 517),
+                                   (1, 3, 48, 80)])
+def test_any_resolution_and_batch_one(shape):
+    model = _tiny(out_indices=(0, 1, 2), out_type='cls_token').eval()
+    outs = model(_img(*shape))
+    h, w = shape[2:]
+    for out, i in zip(outs[:2], range(2)):
+        hh, ww = (h + 4 - 7) // 4 + 1, (w + 4 - 7) // 4 + 1
+        for _ in range(i):
+            hh, ww = (hh - 1) // 2 + 1, (ww - 1) // 2 + 1
+        assert out.shape == (shape[0], TINY['embed_dims'][i], hh, ww)
+    assert outs[2].shape == (shape[0], 48)
+    # batch 1 equals the same image inside a batch
+    if shape[0] == 2:
+        single = model(_img(*shape)[1:])
+        torch.testing.assert_close(single[2], outs[2][1:], atol=1e-5,
+                                   rtol=0)
+
+
+@pytest.mark.parametrize('arch', ZOO)
+def test_zoo_any_resolution_meta(arch):
+    model = _meta(arch, out_indices=(0, 1, 2), out_type='featmap')
+    outs = model(torch.empty(1, 3, 333, 517, device='meta'))
+    assert [tuple(o.shape[2:]) for o in outs] == [(83, 129), (42, 65),
+                                                  (21, 33)]
+
+
+def test_deploy_equals_plain():
+    model = _tiny(out_indices=(0, 1, 2), out_type='raw').eval()
+    x = _img(2, 3, 80, 64)
+    with torch.no_grad():
+        ref = model(x)
+        model.switch_to_deploy()
+        out = model(x)
+    assert model.deploy
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert model.stages[0].blocks[0].attn.conv_proj_q.conv.bias is not None
+    for a, b in zip(ref, out):
+        assert (a - b).abs().max() < 1e-5
+    # fuse_bn is an alias and idempotent
+    model.fuse_bn()
+
+
+def test_sdpa_equals_naive_attention():
+    model = _tiny(out_indices=(0, 1, 2), out_type='raw').eval()
+    x = _img(2, 3, 64, 96)
+    with torch.no_grad():
+        fused = model(x)
+        for m in model.modules():
+            if isinstance(m, ConvAttention):
+                m.fused_attn = False
+        naive = model(x)
+    for a, b in zip(fused, naive):
+        assert (a - b).abs().max() < 1e-5
+
+
+def test_attention_matches_explicit_official_formula():
+    """Scale = full width ** -0.5, class token joins after the projection."""
+    torch.manual_seed(0)
+    attn = ConvAttention(8, 2, with_cls_token=True).eval()
+    _randomise_bn(attn)
+    h, w = 3, 5
+    x = torch.randn(2, 1 + h * w, 8)
+    with torch.no_grad():
+        out = attn(x, (h, w))
+        cls_tok, t = x[:, :1], x[:, 1:]
+        grid = t.transpose(1, 2).reshape(2, 8, h, w)
+
+        def proj(p):
+            return p.bn(p.conv(grid)).flatten(2).transpose(1, 2)
+
+        q = torch.cat([cls_tok, proj(attn.conv_proj_q)], 1)
+        k = torch.cat([cls_tok, proj(attn.conv_proj_k)], 1)
+        v = torch.cat([cls_tok, proj(attn.conv_proj_v)], 1)
+        q, k, v = [
+            lin(a).reshape(2, -1, 2, 4).permute(0, 2, 1, 3)
+            for lin, a in ((attn.proj_q, q), (attn.proj_k, k), (attn.proj_v,
+                                                                   v))
+        ]
+        a = torch.softmax(q @ k.transpose(-1, -2) * 8**-0.5, -1) @ v
+        ref = attn.proj(a.permute(0, 2, 1, 3).reshape(2, -1, 8))
+    assert k.shape[2] == 1 + 2 * 3  # kv stride 2 on a 3x5 grid
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
+
+
+def test_quick_gelu_and_gelu():
+    x = torch.linspace(-4, 4, 101)
+    torch.testing.assert_close(QuickGELU()(x), x * torch.sigmoid(1.702 * x))
+    model = CvT(TINY, act_cfg=dict(type='GELU'))
+    assert isinstance(model.stages[0].blocks[0].mlp.act, nn.GELU)
+    assert isinstance(CvT(TINY).stages[0].blocks[0].mlp.act, QuickGELU)
+    assert model.stages[0].blocks[0].norm1.eps == 1e-5
+
+
+def test_torch_compile_equals_eager():
+    arch = dict(
+        embed_dims=[8, 16, 24],
+        num_heads=[1, 2, 3],
+        depths=[1, 1, 1],
+        drop_path_rates=[0., 0., 0.])
+    torch.manual_seed(0)
+    model = CvT(arch, out_indices=(0, 1, 2)).eval()
+    model.init_weights()
+    _randomise_bn(model)
+    x = _img(2, 3, 64, 48)
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        ref = model(x)
+        out = compiled(x)
+    for a, b in zip(ref, out):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# options
+# ---------------------------------------------------------------------------
+
+
+def test_pos_embed_other_resolution():
+    model = _tiny(pos_embed=True, img_size=64, out_type='featmap',
+                  out_indices=(0, 1, 2)).eval()
+    grids = [(16, 16), (8, 8), (4, 4)]
+    for stage, grid, c in zip(model.stages, grids, TINY['embed_dims']):
+        assert stage.pos_embed.shape == (1, grid[0] * grid[1], c)
+        assert stage.pos_embed.std() > 0
+    outs = model(_img(1, 3, 96, 128))
+    assert [tuple(o.shape[2:]) for o in outs] == [(24, 32), (12, 16), (6, 8)]
+    # the position embedding is bicubically resized: check stage 0 directly
+    stage = model.stages[0]
+    x = _img(1, 3, 96, 128)
+    with torch.no_grad():
+        tokens, hw = stage.patch_embed(x)
+        pos = F.interpolate(
+            stage.pos_embed.reshape(1, 16, 16, 16).permute(0, 3, 1, 2),
+            size=hw,
+            mode='bicubic',
+            align_corners=False).flatten(2).transpose(1, 2)
+        ref = tokens + pos
+        for blk in stage.blocks:
+            ref = blk(ref, hw)
+        got = stage(x)[0]
+    torch.testing.assert_close(got, ref)
+    # non-square img_size; only stage 1 with a position embedding
+    model = _tiny(pos_embed=(False, True, False), img_size=(64, 96))
+    assert model.stages[0].pos_embed is None
+    assert model.stages[1].pos_embed.shape == (1, 8 * 12, 32)
+
+
+def test_patch_embed_patch():
+    model = _tiny(patch_embed='patch', out_indices=(0, 1, 2),
+                  out_type='featmap').eval()
+    proj = model.stages[0].patch_embed.proj
+    assert proj.kernel_size == (4, 4) and proj.stride == (4, 4)
+    assert proj.padding == (0, 0)
+    assert model.stages[1].patch_embed.proj.kernel_size == (2, 2)
+    outs = model(_img(1, 3, 64, 96))
+    assert [tuple(o.shape[2:]) for o in outs] == [(16, 24), (8, 12), (4, 6)]
+
+
+@pytest.mark.parametrize('qkv_proj', ['avg', 'linear'])
+def test_qkv_proj_variants(qkv_proj):
+    model = _tiny(qkv_proj=qkv_proj, out_type='raw').eval()
+    attn = model.stages[1].blocks[0].attn
+    assert attn.conv_proj_q is None
+    if qkv_proj == 'avg':
+        assert isinstance(attn.conv_proj_k.avg, nn.AvgPool2d)
+    else:
+        assert attn.conv_proj_k is None and attn.conv_proj_v is None
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    out = model(_img(1, 3, 64, 80))[0]
+    assert out.shape == (1, 1 + 4 * 5, 48) and torch.isfinite(out).all()
+
+
+def test_per_stage_knobs():
+    model = _tiny(
+        qkv_proj=('dw_bn', 'avg', 'linear'),
+        stride_kv=(2, 1, 2),
+        proj_kernel=(3, 5, 3),
+        proj_padding_kv=(1, 2, 1),
+        mlp_ratio=(4, 2, 1),
+        qkv_bias=(True, False, True),
+        out_indices=(0, 1, 2),
+        out_type='featmap')
+    assert model.stages[0].blocks[0].attn.conv_proj_k.conv.stride == (2, 2)
+    assert model.stages[1].blocks[0].attn.conv_proj_k.avg.kernel_size == 5
+    assert model.stages[1].blocks[0].attn.proj_q.bias is None
+    assert model.stages[1].blocks[0].mlp.fc1.out_features == 64
+    assert model.stages[2].blocks[0].mlp.fc1.out_features == 48
+    model(_img(1, 3, 64, 64))
+    # 3-entry defaults adapt to other stage counts
+    two = CvT(dict(embed_dims=[8, 16], num_heads=[1, 2], depths=[1, 1],
+                   drop_path_rates=[0, 0]), out_indices=-1)
+    assert two.patch_sizes == [7, 3] and two.with_cls_token == [False, True]
+    assert two(_img(1, 3, 32, 32))[0].shape == (1, 16)
+
+
+def test_init_weights():
+    model = CvT(TINY)
+    model.init_weights()
+    fc1 = model.stages[2].blocks[0].mlp.fc1
+    assert torch.all(fc1.bias == 0)
+    # timm/official trunc_normal_(std=.02) truncates at +-2 (absolute)
+    assert fc1.weight.abs().max() < 0.2
+    assert 0.015 < fc1.weight.std() < 0.025
+    assert torch.all(model.stages[0].blocks[0].attn.conv_proj_q.bn.weight ==
+                     1)
+    assert torch.all(model.norm.weight == 1) and torch.all(model.norm.bias ==
+                                                           0)
+    cls = model.stages[2].cls_token
+    assert 0 < cls.std() < 0.05
+
+
+def test_registry_build():
+    from mmcvt.registry import MODELS
+    model = MODELS.build(dict(type='CvT', arch=TINY))
+    assert isinstance(model, CvT)
+    model = MODELS.build(dict(type='mmcvt.CvT', arch=TINY))
+    assert isinstance(model, CvT)
+
+
+def test_import_is_light():
+    """Importing mmcvt.models pulls in neither mmdet/mmseg/mmpretrain nor
+    timm (nor mmcv)."""
+    import subprocess
+    code = ('import sys, mmcvt.models; bad = [m for m in sys.modules if '
+            'm.split(".")[0] in ("mmdet", "mmseg", "mmpretrain", "timm", '
+            '"mmcv")]; assert not bad, bad')
+    subprocess.run([sys.executable, '-c', code], check=True)
+
+
+# ---------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------
+
+
+def test_error_unknown_arch():
+    with pytest.raises(ValueError, match=r"Unknown CvT arch \"cvt-99\".*"
+                       r"'13'.*'21'.*'w24'"):
+        CvT('cvt-99')
+
+
+def test_error_incomplete_custom_arch():
+    bad = dict(embed_dims=[8, 16, 24], num_heads=[1, 2, 3])
+    with pytest.raises(ValueError, match=r"missing the keys \['depths', "
+                       r"'drop_path_rates'\]"):
+        CvT(bad)
+    bad = dict(TINY, depths=[1, 1])
+    with pytest.raises(ValueError, match='equal lengths'):
+        CvT(bad)
+    with pytest.raises(TypeError, match='arch must be a str or a dict'):
+        CvT(13)
+
+
+@pytest.mark.parametrize('out_indices', [(3, ), (-4, ), (0, 5)])
+def test_error_out_indices(out_indices):
+    with pytest.raises(ValueError, match=r'must be an int in \[-3, 2\]'):
+        CvT(TINY, out_indices=out_indices)
+
+
+@pytest.mark.parametrize('frozen_stages', [-2, 4])
+def test_error_frozen_stages(frozen_stages):
+    with pytest.raises(ValueError, match=r'frozen_stages.*\[-1, 3\]'):
+        CvT(TINY, frozen_stages=frozen_stages)
+
+
+def test_error_out_type():
+    with pytest.raises(ValueError, match='Unsupported out_type "foo"'):
+        CvT(TINY, out_type='foo')
+    with pytest.raises(ValueError, match='needs a class token in the last'):
+        CvT(TINY, cls_token=False)
+
+
+def test_error_options():
+    with pytest.raises(ValueError, match='Unknown qkv_proj "conv"'):
+        CvT(TINY, qkv_proj='conv')
+    with pytest.raises(ValueError, match='Unknown patch_embed "foo"'):
+        CvT(TINY, patch_embed='foo')
+    with pytest.raises(ValueError, match=r'patch_sizes needs one entry per '
+                       r'stage \(3\)'):
+        CvT(TINY, patch_sizes=(7, 3))
+    with pytest.raises(ValueError, match='divisible by num_heads'):
+        CvT(dict(TINY, num_heads=[3, 2, 3]))
+    with pytest.raises(ValueError, match=r'Stage 1: the q projection .* '
+                       r'use stride_q=1'):
+        CvT(TINY, stride_q=(1, 2, 1))
+    with pytest.raises(ValueError, match='must keep the token grid'):
+        CvT(TINY, proj_kernel=5)  # needs proj_padding_q=2
+    CvT(TINY, proj_kernel=5, proj_padding_q=2, proj_padding_kv=2)
+    with pytest.raises(ValueError, match='norm_cfg type "LN" only'):
+        CvT(TINY, norm_cfg=dict(type='BN'))
+    with pytest.raises(ValueError, match='Unknown act_cfg type'):
+        CvT(TINY, act_cfg=dict(type='NoSuchAct'))
+
+
+def test_error_wrong_channels():
+    model = CvT(TINY)
+    with pytest.raises(ValueError, match=r'expected in_channels=3 input '
+                       r'channels, got 1'):
+        model(torch.zeros(1, 1, 64, 64))
+    with pytest.raises(ValueError, match=r'\(B, C, H, W\)'):
+        model(torch.zeros(3, 64, 64))
+    model = CvT(TINY, in_channels=1)
+    assert model(torch.zeros(1, 1, 64, 64))[0].shape == (1, 48)
+
+
+def test_error_too_small():
+    model = CvT(TINY).eval()
+    assert model.min_input_size() == 3
+    model(torch.zeros(1, 3, 3, 3))  # the smallest input works
+    with pytest.raises(ValueError, match=r'2x64 is too small: stage 0 .*'
+                       r'minimum input size is 3x3'):
+        model(torch.zeros(1, 3, 2, 64))
+    patch = CvT(TINY, patch_embed='patch').eval()
+    assert patch.min_input_size() == 16
+    with pytest.raises(ValueError, match=r'stage 2 .*minimum input size is '
+                       r'16x16'):
+        patch(torch.zeros(1, 3, 15, 64))

@@ -1,0 +1,110 @@
+"""Convert an official (microsoft/CvT) or HuggingFace CvT checkpoint to the
+mmcvt / mmpretrain layout (``backbone.stages.*``, ``backbone.norm.*``,
+``head.fc.*``).
+
+    python tools/model_converters/cvt_to_mmcvt.py SRC DST [--arch 13]
+
+SRC is a torch file (``.pth``/``.pt``/``.bin``; a bare state dict or one
+wrapped as ``{'state_dict': ...}`` / ``{'model': ...}``). DST receives
+``{'state_dict': converted, 'meta': {...}}``. The conversion logic lives in
+``mmcvt/models/backbones/cvt.py``.
+"""
+import argparse
+import os.path as osp
+import sys
+
+import torch
+
+# runnable from a checkout without installing mmcvt
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
+
+from mmcvt.models.backbones.cvt import (CvT, _display_name,  # noqa: E402
+                                        _unwrap, convert_checkpoint,
+                                        detect_format, infer_arch,
+                                        variant_name)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Convert an official or HuggingFace CvT checkpoint to '
+        'the mmcvt (mmpretrain) layout.')
+    parser.add_argument('src', help='official / HuggingFace checkpoint')
+    parser.add_argument('dst', help='output .pth path')
+    parser.add_argument(
+        '--arch',
+        default=None,
+        help='expected variant (13, 21, w24); fail if the checkpoint is '
+        'another one')
+    return parser.parse_args(argv)
+
+
+def _load(path):
+    if not osp.isfile(path):
+        raise ValueError(f'No such checkpoint file: {path}')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure
+        msg = str(e).splitlines()[0] if str(e) else ''
+        if 'Weights only load failed' in str(e):
+            raise ValueError(
+                f'{path} holds Python objects besides tensors, which '
+                'torch.load(weights_only=True) refuses; re-save its state '
+                'dict alone (torch.save(ckpt["state_dict"], path)).') from e
+        raise ValueError(f'Cannot read {path} as a torch checkpoint (corrupt '
+                         f'or not a torch file): {type(e).__name__}: '
+                         f'{msg}') from e
+
+
+def convert(src, dst, arch=None):
+    """Convert ``src`` to ``dst``; returns ``(format, variant, converted)``.
+
+    Raises:
+        ValueError: Corrupt / unknown checkpoint, or not the ``arch``
+            variant.
+    """
+    state_dict = _unwrap(_load(src))
+    fmt = detect_format(state_dict)
+    converted = convert_checkpoint(state_dict, fmt)
+    info = infer_arch(converted)
+    name = variant_name(info['depths'], info['embed_dims'])
+    looks = _display_name(name) if name else 'a custom CvT'
+    if arch is not None:
+        want = CvT.arch_zoo.get(str(arch).lower())
+        if want is None:
+            raise ValueError(f'Unknown --arch "{arch}"; valid names are '
+                             f'{sorted(CvT.arch_zoo)}.')
+        if (info['depths'] != want['depths']
+                or info['embed_dims'] != want['embed_dims']):
+            raise ValueError(
+                f'{src} is not a {_display_name(str(arch))} checkpoint: '
+                f'it looks like {looks} (depths='
+                f'{info["depths"]}, embed_dims={info["embed_dims"]}).')
+    meta = dict(
+        source=osp.abspath(src),
+        source_format=fmt,
+        arch=name if name else dict(
+            embed_dims=info['embed_dims'], depths=info['depths']),
+        converter='mmcvt tools/model_converters/cvt_to_mmcvt.py')
+    torch.save({'state_dict': converted, 'meta': meta}, dst)
+    return fmt, name, converted
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        fmt, name, converted = convert(args.src, args.dst, args.arch)
+    except ValueError as e:
+        print(f'cvt_to_mmcvt: error: {e}', file=sys.stderr)
+        return 1
+    info = infer_arch(converted)
+    variant = _display_name(name) if name else (
+        f'custom CvT (depths={info["depths"]}, '
+        f'embed_dims={info["embed_dims"]})')
+    print(f'detected format: {fmt}')
+    print(f'detected variant: {variant}')
+    print(f'wrote {len(converted)} tensors to {args.dst}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
