@@ -1,0 +1,44 @@
+# Semantic FPN, CvT-13 backbone (ImageNet-1k weights), ADE20K 512x512, 80k
+# iters: mmseg's Semantic FPN recipe for transformer backbones (PVT / Twins:
+# AdamW lr 1e-4 / weight decay 1e-4, poly decay, 4 crops per GPU x 8 GPUs,
+# SyncBN head). Design notes: README.md.
+_base_ = 'mmseg::twins/twins_pcpvt-s_fpn_fpnhead_8xb4-80k_ade20k-512x512.py'
+
+# CvT-13-224x224-IN-1k.pth converted by tools/model_converters/cvt_to_mmcvt.py
+pretrained = 'checkpoints/cvt-13_in1k-224px.pth'
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mmcvt.CvT',
+        arch='13',
+        out_indices=(0, 1, 2),  # strides 4, 8, 16
+        out_type='featmap',
+        cls_token=(False, False, True),
+        out_norm=True,
+        drop_path_rate=0.1,
+        frozen_stages=-1,
+        norm_eval=False,
+        with_cp=False,
+        init_cfg=dict(
+            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+    # FPNHead expects strides 4, 8, 16, 32: the stride-32 level is a
+    # stride-2 3x3 conv on the FPN's stride-16 output
+    neck=dict(
+        in_channels=[64, 192, 384], num_outs=4, add_extra_convs='on_output'))
+
+# the total batch the learning rate is set for (8 GPUs x 4 crops); used by
+# `tools/train.py --auto-scale-lr` on other GPU counts
+auto_scale_lr = dict(enable=False, base_batch_size=32)
+
+# distributed runs turn every BatchNorm (the backbone's too) into SyncBN
+sync_bn = 'torch'
+
+optim_wrapper = dict(
+    paramwise_cfg=dict(
+        norm_decay_mult=0.,
+        bias_decay_mult=0.,
+        custom_keys={
+            '.cls_token': dict(decay_mult=0.),
+            '.pos_embed': dict(decay_mult=0.),
+        }))

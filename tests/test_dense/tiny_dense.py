@@ -1,0 +1,260 @@
+"""Tiny dense-prediction jobs for the tests: real COCO-json / ADE20K-folder
+data written to disk, and the repository's det / seg configs shrunk (a tiny
+custom CvT arch, narrow necks and heads, small image sizes) so that a
+Runner trains and validates them in seconds on CPU.
+
+Only sizes, widths and paths are changed: the model types, the data set
+classes, the pipelines and the optimizer settings are the configs' own.
+"""
+import json
+import os
+import os.path as osp
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from PIL import Image, ImageDraw
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DET_DIR = osp.join(ROOT, 'configs', 'cvt_det')
+SEG_DIR = osp.join(ROOT, 'configs', 'cvt_seg')
+
+# a 3-stage CvT small enough for CPU tests (same layer layout as CvT-13)
+TINY_ARCH = dict(
+    embed_dims=[16, 32, 64],
+    num_heads=[1, 2, 4],
+    depths=[1, 1, 2],
+    drop_path_rates=[0., 0., 0.1])
+TINY_CHANNELS = TINY_ARCH['embed_dims']
+NECK_CHANNELS = 32
+
+# (height, width): small, non-square, not multiples of 32
+IMAGE_SIZES = [(200, 264), (264, 200), (200, 264)]
+COCO_CLASSES = ('person', 'car')
+
+
+def tiny_backbone_state_dict(seed: int = 0, **kwargs) -> dict:
+    """State dict of a seeded tiny CvT, as a classification run saves it."""
+    from mmcvt.models.backbones.cvt import CvT
+    torch.manual_seed(seed)
+    cvt = CvT(arch=TINY_ARCH, **kwargs)
+    cvt.init_weights()
+    # make the BatchNorm statistics non-trivial, so that loading them shows
+    for name, buf in cvt.named_buffers():
+        if name.endswith('running_mean'):
+            buf.copy_(torch.randn_like(buf) * 0.1)
+        elif name.endswith('running_var'):
+            buf.copy_(torch.rand_like(buf) + 0.5)
+    return {k: v.clone() for k, v in cvt.state_dict().items()}
+
+
+def write_cls_checkpoint(path: str, seed: int = 0) -> dict:
+    """A classification checkpoint in the mmpretrain layout
+    (``backbone.stages...`` plus a ``head.*``), as produced by
+    ``tools/model_converters/cvt_to_mmcvt.py``; returns the backbone part."""
+    backbone = tiny_backbone_state_dict(seed)
+    state_dict = {'backbone.' + k: v for k, v in backbone.items()}
+    state_dict['head.fc.weight'] = torch.randn(10, TINY_CHANNELS[-1])
+    state_dict['head.fc.bias'] = torch.zeros(10)
+    torch.save({'state_dict': state_dict, 'meta': {}}, path)
+    return backbone
+
+
+# --------------------------------------------------------------------- data
+
+
+def _image(rng, h, w):
+    img = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
+    return Image.fromarray(img)
+
+
+def write_coco(root: str) -> str:
+    """COCO instance json (polygons + boxes) and JPEG images under ``root``:
+    ``images/*.jpg`` and ``annotations/instances.json``. Returns the json
+    path."""
+    rng = np.random.default_rng(0)
+    os.makedirs(osp.join(root, 'images'), exist_ok=True)
+    os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
+    images, annotations = [], []
+    ann_id = 1
+    for img_id, (h, w) in enumerate(IMAGE_SIZES, start=1):
+        img = _image(rng, h, w)
+        draw = ImageDraw.Draw(img)
+        # one box-like "car" and one triangle "person" per image
+        x0, y0 = 20 + 10 * img_id, 30
+        rect = [x0, y0, x0 + 90, y0, x0 + 90, y0 + 60, x0, y0 + 60]
+        tx, ty = w - 100, h - 120
+        tri = [tx, ty + 100, tx + 40, ty, tx + 80, ty + 100]
+        for poly, cat, color in ((rect, 2, (230, 60, 60)),
+                                 (tri, 1, (60, 230, 60))):
+            draw.polygon(poly, fill=color)
+            xs, ys = poly[0::2], poly[1::2]
+            bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+            area = 0.5 * abs(
+                sum(xs[i] * ys[i - 1] - xs[i - 1] * ys[i]
+                    for i in range(len(xs))))
+            annotations.append(
+                dict(
+                    id=ann_id,
+                    image_id=img_id,
+                    category_id=cat,
+                    bbox=[float(v) for v in bbox],
+                    area=float(area),
+                    segmentation=[[float(v) for v in poly]],
+                    iscrowd=0))
+            ann_id += 1
+        name = f'{img_id:012d}.jpg'
+        img.save(osp.join(root, 'images', name), quality=95)
+        images.append(dict(id=img_id, file_name=name, height=h, width=w))
+    coco = dict(
+        images=images,
+        annotations=annotations,
+        categories=[
+            dict(id=i + 1, name=n, supercategory='thing')
+            for i, n in enumerate(COCO_CLASSES)
+        ])
+    path = osp.join(root, 'annotations', 'instances.json')
+    with open(path, 'w') as f:
+        json.dump(coco, f)
+    return path
+
+
+def write_ade20k(root: str) -> None:
+    """ADE20K layout: ``images/{training,validation}/*.jpg`` and
+    ``annotations/{training,validation}/*.png`` (0 = other, 1..150 =
+    classes, as in ADEChallengeData2016)."""
+    rng = np.random.default_rng(1)
+    for split, prefix in (('training', 'ADE_train'),
+                          ('validation', 'ADE_val')):
+        os.makedirs(osp.join(root, 'images', split), exist_ok=True)
+        os.makedirs(osp.join(root, 'annotations', split), exist_ok=True)
+        for i, (h, w) in enumerate(IMAGE_SIZES[:2], start=1):
+            label = np.zeros((h, w), dtype=np.uint8)
+            label[:h // 2, :] = 1 + i  # sky-ish band
+            label[h // 2:, :w // 2] = 4
+            label[h // 2:, w // 2:] = 13
+            label[:8, :8] = 0  # some 'other' pixels (ignored)
+            img = rng.integers(0, 40, (h, w, 3), dtype=np.uint8)
+            img += (label[..., None] * 15).astype(np.uint8)
+            name = f'{prefix}_{i:08d}'
+            Image.fromarray(img).save(
+                osp.join(root, 'images', split, name + '.jpg'), quality=95)
+            Image.fromarray(label).save(
+                osp.join(root, 'annotations', split, name + '.png'))
+
+
+# ------------------------------------------------------------ config edits
+
+
+def _walk_transforms(pipeline, fn):
+    """Apply ``fn`` to every transform dict, nested choices included."""
+    if isinstance(pipeline, dict):
+        fn(pipeline)
+        for key in ('transforms', ):
+            if key in pipeline:
+                _walk_transforms(pipeline[key], fn)
+    elif isinstance(pipeline, (list, tuple)):
+        for t in pipeline:
+            _walk_transforms(t, fn)
+
+
+def _small_loader(loader, batch_size=2):
+    loader.batch_size = batch_size
+    loader.num_workers = 0
+    loader.persistent_workers = False
+
+
+def _runtime(cfg, work_dir):
+    cfg.work_dir = work_dir
+    cfg.randomness = dict(seed=0)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.env_cfg = dict(
+        cudnn_benchmark=False,
+        mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+        dist_cfg=dict(backend='gloo'))
+    cfg.launcher = 'none'
+
+
+def tiny_mask_rcnn_cfg(config: str, data_root: str, work_dir: str,
+                       batch_size: int = 2) -> Config:
+    """``config`` (a Mask R-CNN CvT config) on the tiny COCO data, with the
+    tiny CvT arch and narrow neck / heads; one epoch, then validation."""
+    cfg = Config.fromfile(config)
+    model = cfg.model
+    model.backbone.arch = TINY_ARCH
+    model.backbone.init_cfg = None
+    model.neck.in_channels = TINY_CHANNELS
+    model.neck.out_channels = NECK_CHANNELS
+    model.rpn_head.in_channels = NECK_CHANNELS
+    model.rpn_head.feat_channels = NECK_CHANNELS
+    roi = model.roi_head
+    roi.bbox_roi_extractor.out_channels = NECK_CHANNELS
+    roi.bbox_head.in_channels = NECK_CHANNELS
+    roi.bbox_head.fc_out_channels = 64
+    roi.bbox_head.num_classes = len(COCO_CLASSES)
+    roi.mask_roi_extractor.out_channels = NECK_CHANNELS
+    roi.mask_head.in_channels = NECK_CHANNELS
+    roi.mask_head.conv_out_channels = NECK_CHANNELS
+    roi.mask_head.num_classes = len(COCO_CLASSES)
+    # fewer proposals / sampled RoIs / detections: CPU time, not behaviour
+    model.train_cfg.rpn_proposal.update(nms_pre=300, max_per_img=100)
+    model.train_cfg.rcnn.sampler.num = 64
+    model.test_cfg.rpn.update(nms_pre=300, max_per_img=100)
+    model.test_cfg.rcnn.max_per_img = 20
+
+    def small(t):  # keep the 200x264 / 264x200 images at their size
+        if t.get('type') == 'Resize':
+            t['scale'] = (264, 264)
+
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[name]
+        _small_loader(loader, batch_size)
+        ds = loader.dataset
+        ds.data_root = data_root
+        ds.ann_file = 'annotations/instances.json'
+        ds.data_prefix = dict(img='images/')
+        ds.metainfo = dict(classes=COCO_CLASSES)
+        _walk_transforms(ds.pipeline, small)
+    ann_file = osp.join(data_root, 'annotations', 'instances.json')
+    for name in ('val_evaluator', 'test_evaluator'):
+        cfg[name].ann_file = ann_file
+    cfg.train_cfg.max_epochs = 1
+    cfg.train_cfg.val_interval = 1
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
+    _runtime(cfg, work_dir)
+    return cfg
+
+
+def tiny_upernet_cfg(config: str, data_root: str, work_dir: str,
+                     crop_size=(120, 168), max_iters: int = 2) -> Config:
+    """``config`` (a UperNet CvT config) on the tiny ADE20K data, with the
+    tiny CvT arch and narrow heads; ``max_iters`` iterations, then
+    validation at the images' own 200x264 / 264x200 size."""
+    cfg = Config.fromfile(config)
+    model = cfg.model
+    model.backbone.arch = TINY_ARCH
+    model.backbone.init_cfg = None
+    model.data_preprocessor.size = crop_size
+    model.decode_head.in_channels = TINY_CHANNELS
+    model.decode_head.channels = 32
+    model.auxiliary_head.in_channels = TINY_CHANNELS[2]
+    model.auxiliary_head.channels = 16
+
+    def small(t):
+        if t.get('type') in ('RandomResize', 'Resize'):
+            t['scale'] = (264, 200)
+        if t.get('type') == 'RandomCrop':
+            t['crop_size'] = crop_size
+
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[name]
+        # whole-image inference: mmseg validates one image per batch
+        _small_loader(loader, 2 if name == 'train_dataloader' else 1)
+        loader.dataset.data_root = data_root
+        _walk_transforms(loader.dataset.pipeline, small)
+    cfg.train_cfg.max_iters = max_iters
+    cfg.train_cfg.val_interval = max_iters
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', by_epoch=False, interval=max_iters)
+    _runtime(cfg, work_dir)
+    return cfg
