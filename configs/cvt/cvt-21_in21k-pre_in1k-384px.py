@@ -1,0 +1,12 @@
+# CvT-21 pre-trained on ImageNet-22k (cvt-21_in21k.py), fine-tuned on
+# ImageNet-1k at 384x384: SGD momentum 0.9, total batch 512 (8 GPUs x 64),
+# 20,000 iterations (paper, Sec. 4.1). Official weights:
+# CvT-21-384x384-IN-22k.pth (84.9 top-1).
+_base_ = [
+    '../_base_/models/cvt-21_ft.py',
+    '../_base_/datasets/imagenet_bs64_cvt-ft_384.py',
+    '../_base_/schedules/cvt_finetune_sgd_bs512_20k.py',
+    '../_base_/default_runtime_iter.py',
+]
+
+sync_bn = 'torch'

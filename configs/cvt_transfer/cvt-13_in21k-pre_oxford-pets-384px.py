@@ -1,0 +1,3 @@
+_base_ = ['../_base_/models/cvt-13_ft.py', './_base_/oxford-pets-384px.py']
+
+model = dict(head=dict(num_classes=37))

@@ -1,0 +1,261 @@
+"""Every classification config loads, builds its model, pipelines and
+optimizer, and states the recipe it claims (batch / lr bookkeeping, no weight
+decay on norms, biases, class token and position embeddings).
+
+Covered: every config under ``configs/{cvt,cvt_transfer,cvt_ablation,demo}``
+plus any other config whose ``default_scope`` is ``'mmpretrain'`` (det / seg
+configs of other families are left to their own tests). The big W24 models
+(277M parameters) are built on the ``meta`` device: no memory, no init cost.
+"""
+import contextlib
+import copy
+import functools
+import glob
+import os
+import os.path as osp
+
+import pytest
+import torch
+import yaml
+
+import mmcvt  # noqa: F401  (compatibility fixes, registers mmcvt.CvT)
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIG_DIR = osp.join(ROOT, 'configs')
+FAMILIES = ('cvt', 'cvt_transfer', 'cvt_ablation', 'demo')
+# the GPU count of the official runs the batch / lr bookkeeping refers to
+GPUS = 8
+
+
+@functools.lru_cache(maxsize=None)
+def _load_cached(path):
+    return Config.fromfile(path)
+
+
+def _load(path):
+    """Config.fromfile, parsed once per file (resolving ``mmpretrain::``
+    bases is slow); callers get their own copy."""
+    return copy.deepcopy(_load_cached(path))
+
+
+def _rel(path):
+    return osp.relpath(path, CONFIG_DIR)
+
+
+def _is_base(path):
+    return '_base_' in _rel(path).split(os.sep)
+
+
+def _collect():
+    files = sorted(
+        f for f in glob.glob(osp.join(CONFIG_DIR, '**', '*.py'),
+                             recursive=True) if not _is_base(f))
+    ours = [f for f in files if _rel(f).split(os.sep)[0] in FAMILIES]
+    others = []
+    for f in files:
+        if f in ours:
+            continue
+        try:  # other families' configs: only the classification ones
+            if _load(f).get('default_scope') == 'mmpretrain':
+                others.append(f)
+        except Exception:  # broken det/seg configs are not ours to judge
+            pass
+    return ours + others
+
+
+CONFIGS = _collect()
+IDS = [_rel(f) for f in CONFIGS]
+
+
+def test_families_present():
+    names = set(IDS)
+    for required in ('cvt/cvt-13_imagenet.py', 'cvt/cvt-21_imagenet.py',
+                     'cvt/cvt-w24_imagenet.py', 'cvt/cvt-13_imagenet-384px.py',
+                     'cvt/cvt-21_in21k.py',
+                     'cvt/cvt-w24_in21k-pre_in1k-384px.py',
+                     'cvt_transfer/cvt-21_in21k-pre_cifar100-384px.py',
+                     'cvt_ablation/cvt-13_kv-stride1_imagenet.py',
+                     'demo/cvt-tiny_digits.py'):
+        assert required in names, required
+    for family in FAMILIES:
+        assert any(n.startswith(family + os.sep) for n in names), family
+
+
+def _big(cfg):
+    arch = cfg.model.backbone.get('arch')
+    return isinstance(arch, str) and 'w24' in arch
+
+
+def _build_model(cfg):
+    from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')
+    ctx = torch.device('meta') if _big(cfg) else contextlib.nullcontext()
+    with ctx:
+        return MODELS.build(cfg.model)
+
+
+def _head_classes(cfg):
+    return cfg.model.head.num_classes
+
+
+@pytest.mark.parametrize('cfg_file', CONFIGS, ids=IDS)
+def test_config_builds(cfg_file):
+    from mmpretrain.registry import TRANSFORMS
+    cfg = _load(cfg_file)
+    assert cfg.get('default_scope') == 'mmpretrain'
+    model = _build_model(cfg)
+    # the head reads the backbone's output width
+    assert model.head.fc.in_features == model.backbone.embed_dims[-1]
+    if cfg.get('data_preprocessor', {}).get('num_classes') is not None:
+        assert cfg.data_preprocessor.num_classes == _head_classes(cfg)
+    # every transform of every pipeline builds
+    init_default_scope('mmpretrain')
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(name)
+        if loader is None:
+            continue
+        for t in loader.dataset.pipeline:
+            TRANSFORMS.build(t)
+
+
+def _is_ours(cfg_file):
+    return _rel(cfg_file).split(os.sep)[0] in FAMILIES
+
+
+OURS = [f for f in CONFIGS if _is_ours(f)]
+OUR_IDS = [_rel(f) for f in OURS]
+
+
+@pytest.mark.parametrize('cfg_file', OURS, ids=OUR_IDS)
+def test_recipe_bookkeeping(cfg_file):
+    """lr and total batch are consistent with ``auto_scale_lr``, warm-up
+    starts where it says, iteration-based loops checkpoint by iteration."""
+    cfg = _load(cfg_file)
+    name = osp.basename(cfg_file)
+    base_bs = cfg.auto_scale_lr.base_batch_size
+    gpus = 1 if _rel(cfg_file).startswith('demo') else GPUS
+    assert cfg.train_dataloader.batch_size * gpus == base_bs
+    opt = cfg.optim_wrapper.optimizer
+    if opt.type == 'AdamW':  # ImageNet(-22k) pre-training and ablations
+        per_gpu_lr = {2048: 2.5e-4, 1024: 1.25e-4}
+        if not name.startswith('cvt-tiny'):
+            assert opt.lr == pytest.approx(per_gpu_lr[base_bs] * GPUS)
+            expected_wd = 0.05 if name.startswith('cvt-13') else 0.1
+            assert opt.weight_decay == expected_wd
+            warmup, cosine = cfg.param_scheduler
+            assert warmup.start_factor * opt.lr == pytest.approx(1e-6)
+            assert warmup.end == 5 and cosine.end == 300
+            assert cosine.eta_min == pytest.approx(1e-5)
+            assert cfg.train_cfg.max_epochs == 300
+            assert cfg.sync_bn == 'torch'
+    else:  # fine-tuning: SGD, batch 512, iteration based
+        assert opt.type == 'SGD' and opt.momentum == 0.9
+        assert base_bs == 512
+        assert cfg.train_cfg.type == 'IterBasedTrainLoop'
+        expected_iters = (20000 if '_in1k' in name else
+                          10000 if 'cifar' in name else 500)
+        assert cfg.train_cfg.max_iters == expected_iters
+        assert cfg.param_scheduler[-1].end == expected_iters
+        assert cfg.default_hooks.checkpoint.by_epoch is False
+        assert cfg.model.train_cfg is None  # no Mixup / CutMix
+        assert cfg.model.backbone.init_cfg.type == 'Pretrained'
+        assert cfg.sync_bn == 'torch'
+    if '384px' in name:
+        assert cfg.model.backbone.img_size == 384
+        sizes = [
+            t.get('scale') for t in cfg.val_dataloader.dataset.pipeline
+            if t.type == 'Resize'
+        ]
+        assert sizes == [(384, 384)]  # plain resize, no centre crop
+
+
+NO_DECAY_CONFIGS = [
+    'cvt/cvt-13_imagenet.py', 'cvt/cvt-w24_in21k.py',
+    'cvt_ablation/cvt-13_pos-embed-all_imagenet.py', 'demo/cvt-tiny_digits.py'
+]
+
+
+@pytest.mark.parametrize('rel', NO_DECAY_CONFIGS)
+def test_no_weight_decay_groups(rel):
+    """Norms (LN and the projections' BN), biases, class tokens and position
+    embeddings get no weight decay; all other weights do."""
+    from mmengine.optim import build_optim_wrapper
+    cfg = _load(osp.join(CONFIG_DIR, rel))
+    model = _build_model(cfg)
+    init_default_scope('mmpretrain')
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    wd = cfg.optim_wrapper.optimizer.weight_decay
+    by_param = {}
+    for group in wrapper.optimizer.param_groups:
+        for p in group['params']:
+            by_param[id(p)] = group['weight_decay']
+    norm_types = (torch.nn.LayerNorm, torch.nn.modules.batchnorm._BatchNorm)
+    norm_params = {
+        id(p)
+        for m in model.modules() if isinstance(m, norm_types)
+        for p in m.parameters(recurse=False)
+    }
+    seen = dict(token=0, pos=0, bn=0, decayed=0)
+    for name, p in model.named_parameters():
+        no_decay = (
+            id(p) in norm_params or name.endswith('.bias')
+            or name.endswith('.cls_token') or name.endswith('.pos_embed'))
+        assert by_param[id(p)] == (0. if no_decay else wd), name
+        seen['token'] += name.endswith('.cls_token')
+        seen['pos'] += name.endswith('.pos_embed')
+        seen['bn'] += '.bn.' in name
+        seen['decayed'] += not no_decay
+    assert seen['token'] == 1 and seen['bn'] > 0 and seen['decayed'] > 0
+    if 'pos-embed' in rel:
+        assert seen['pos'] == 3
+
+
+@pytest.mark.parametrize(
+    'rel,params_m',
+    [('cvt/cvt-13_imagenet.py', 20.0), ('cvt/cvt-21_imagenet.py', 31.6),
+     ('cvt/cvt-w24_in21k-pre_in1k-384px.py', 277.2)])
+def test_paper_model_sizes(rel, params_m):
+    """Parameter counts of the configured classifiers match the paper
+    (20M / 32M / 277M, Table 2) within 1%."""
+    model = _build_model(_load(osp.join(CONFIG_DIR, rel)))
+    n = sum(p.numel() for p in model.parameters()) / 1e6
+    assert n == pytest.approx(params_m, rel=0.01)
+
+
+def _metafiles():
+    with open(osp.join(ROOT, 'model-index.yml')) as f:
+        index = yaml.safe_load(f)
+    return index['Import']
+
+
+def test_model_index_and_metafiles():
+    """model-index.yml imports one metafile per family; every metafile entry
+    points at an existing config, every family config has an entry, and the
+    official weight names are recorded."""
+    imported = _metafiles()
+    configs_in_meta = set()
+    weights = set()
+    for meta in imported:
+        assert osp.isfile(osp.join(ROOT, meta)), meta
+        with open(osp.join(ROOT, meta)) as f:
+            data = yaml.safe_load(f)
+        collections = {c['Name'] for c in data['Collections']}
+        for c in data['Collections']:
+            assert osp.isfile(osp.join(ROOT, c['README']))
+        for m in data['Models']:
+            assert m['In Collection'] in collections
+            assert osp.isfile(osp.join(ROOT, m['Config'])), m['Config']
+            configs_in_meta.add(m['Config'])
+            if m.get('Weights'):
+                weights.add(m['Weights'])
+            for r in m.get('Results') or []:
+                assert 0 < r['Metrics']['Top 1 Accuracy'] <= 100
+    for f in OURS:
+        assert osp.relpath(f, ROOT) in configs_in_meta, f
+    for w in ('CvT-13-224x224-IN-1k.pth', 'CvT-21-224x224-IN-1k.pth',
+              'CvT-13-384x384-IN-1k.pth', 'CvT-21-384x384-IN-1k.pth',
+              'CvT-13-384x384-IN-22k.pth', 'CvT-21-384x384-IN-22k.pth',
+              'CvT-w24-384x384-IN-22k.pth'):
+        assert w in weights, w
