@@ -20,7 +20,8 @@ Applied once by ``import mmcvt`` (never by editing installed packages):
 - **Distributed training on CPU** (``tools/dist_train.sh`` without GPUs):
   mmengine calls ``torch.cuda.set_device`` and wraps the model in DDP with
   ``device_ids``; without CUDA the process group uses gloo instead of nccl
-  and DDP gets no ``device_ids``.
+  and DDP gets no ``device_ids``; ``sync_bn`` in a config (SyncBatchNorm
+  works on GPUs only) is skipped with a warning.
 """
 import importlib.metadata
 import importlib.util
@@ -178,6 +179,20 @@ def _patch_cpu_distributed() -> None:
         original_ddp_init(self, module, *args, **kwargs)
 
     MMDistributedDataParallel.__init__ = __init__
+
+    import mmengine.runner.runner as runner_mod
+    original_convert: Callable = runner_mod.convert_sync_batchnorm
+
+    def convert_sync_batchnorm(module, implementation='torch'):
+        if torch.cuda.is_available():
+            return original_convert(module, implementation)
+        from mmengine.logging import print_log
+        print_log(
+            'sync_bn is set but SyncBatchNorm needs GPUs; training on CPU '
+            'keeps per-process BatchNorm.', logger='current', level=30)
+        return module
+
+    runner_mod.convert_sync_batchnorm = convert_sync_batchnorm
 
 
 def apply(force: Optional[bool] = False) -> None:
