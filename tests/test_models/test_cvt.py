@@ -558,8 +558,13 @@ def test_init_weights():
 
 
 def test_registry_build():
+    from mmengine.registry import DefaultScope
+
     from mmcvt.registry import MODELS
-    model = MODELS.build(dict(type='CvT', arch=TINY))
+
+    # other tests may leave another toolkit's default scope behind
+    with DefaultScope.overwrite_default_scope('mmcvt'):
+        model = MODELS.build(dict(type='CvT', arch=TINY))
     assert isinstance(model, CvT)
     model = MODELS.build(dict(type='mmcvt.CvT', arch=TINY))
     assert isinstance(model, CvT)

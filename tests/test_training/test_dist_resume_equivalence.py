@@ -62,14 +62,18 @@ def _write_cfg(path, digits_root, extra, backbone=''):
     stochastic depth off, deterministic algorithms, plus ``extra``."""
     with open(path, 'w') as f:
         f.write(f"""_base_ = [{DEMO!r}]
-data_root = {digits_root!r}
-train_dataloader = dict(dataset=dict(data_root=data_root))
-val_dataloader = dict(dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
 model = dict(
     backbone=dict(arch=dict(drop_path_rates=[0., 0., 0.]), {backbone}))
 randomness = dict(seed=0, deterministic=True)
-""" + extra)
+train_dataloader = dict()
+val_dataloader = dict()
+""" + extra + f"""
+# the data set of this test, whatever ``extra`` set for the loaders
+data_root = {digits_root!r}
+train_dataloader.setdefault('dataset', dict())['data_root'] = data_root
+val_dataloader.setdefault('dataset', dict())['data_root'] = data_root
+test_dataloader = val_dataloader
+""")
     return str(path)
 
 
