@@ -1,0 +1,164 @@
+# Copyright (c) mmcvt contributors. All rights reserved.
+"""Tests of ``tools/analysis/benchmark.py``: the tool runs end to end and
+writes the expected JSON, and it benchmarks the same weights in mmcvt and in
+the HuggingFace reference. No timing assertions."""
+import copy
+import importlib.util
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+pytest.importorskip('transformers')
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+SCRIPT = osp.join(ROOT, 'tools', 'analysis', 'benchmark.py')
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location('mmcvt_benchmark_tool',
+                                                  SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EXTRA_IMPL = textwrap.dedent('''
+    import torch.nn as nn
+
+
+    def build(arch, img_size, num_classes):
+        assert arch == 'tiny' and img_size == 64
+        return nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=4), nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(), nn.Linear(8, num_classes))
+''')
+
+
+def test_benchmark_end_to_end(tmp_path):
+    """Tiny arch, batch 2, 1 warm-up, 1 repeat, both modes, mmcvt / deploy /
+    hf / an --impl-extra model, in a subprocess: JSON with every field."""
+    (tmp_path / 'extra_impl.py').write_text(EXTRA_IMPL)
+    out = tmp_path / 'bench.json'
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    env['PYTHONPATH'] = os.pathsep.join(
+        [str(tmp_path), ROOT] +
+        ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
+    cmd = [
+        sys.executable, SCRIPT,
+        '--archs', 'tiny', '--sizes', '64', '--batch-size', '2',
+        '--warmup', '1', '--repeats', '1', '--threads', '1',
+        '--device', 'cpu', '--dtype', 'fp32', '--modes', 'infer', 'train',
+        '--impls', 'mmcvt', 'mmcvt-deploy', 'hf',
+        '--impl-extra', 'toy=extra_impl:build',
+        '--matmul-size', '512', '--matmul-seconds', '0.1',
+        '--json', str(out),
+    ]  # yapf: disable
+    proc = subprocess.run(
+        cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # the printed table
+    assert 'img/s med' in proc.stdout and 'mem xhf' in proc.stdout
+
+    report = json.loads(out.read_text())
+    meta = report['meta']
+    for key in ('device', 'device_name', 'dtype', 'batch_size', 'warmup',
+                'repeats', 'threads', 'torch', 'transformers',
+                'memory_method', 'mac_method', 'matmul_macs_per_s',
+                'reference'):
+        assert key in meta, key
+    assert meta['device'] == 'cpu' and meta['batch_size'] == 2
+    assert meta['matmul_macs_per_s']['fp32'] > 0
+    assert 'profiler' in meta['memory_method']
+
+    # same weights: mmcvt (and its deploy form) reproduce HF + QuickGELU
+    parity = report['parity']['tiny']
+    assert parity['mmcvt']['match'], parity
+    assert parity['mmcvt-deploy']['match'], parity
+
+    results = {(r['impl'], r['mode']): r for r in report['results']}
+    expected = {(impl, mode)
+                for impl in ('mmcvt', 'mmcvt-deploy', 'hf', 'toy')
+                for mode in ('infer', 'train')}
+    assert set(results) == expected
+    assert results[('mmcvt-deploy', 'train')]['status'] == 'skipped'
+    for key, r in results.items():
+        if key == ('mmcvt-deploy', 'train'):
+            continue
+        assert r['status'] == 'ok', (key, r.get('error'), r.get('traceback'))
+        assert (r['arch'], r['size'], r['batch_size'], r['dtype']) == \
+            ('tiny', 64, 2, 'fp32')
+        assert len(r['times_s']) == 1 and r['time_median_s'] > 0
+        ips = r['images_per_s']
+        assert 0 < ips['min'] <= ips['median'] <= ips['max']
+        assert r['peak_mb'] > 0 and 0 <= r['peak_delta_mb'] <= r['peak_mb']
+        assert r['macs_fwd_per_image'] > 0
+        assert r['achieved_macs_per_s'] > 0
+        vs = r['vs_reference']
+        assert vs['reference'] == 'hf'
+        assert vs['throughput'] > 0 and vs['memory'] > 0
+        if r['mode'] == 'train':
+            # forward + backward: about 3x the forward
+            assert r['macs_step_per_image'] > 2 * r['macs_fwd_per_image']
+            # weights + grads + AdamW state are part of the peak
+            assert r['peak_mb'] > results[(key[0], 'infer')]['peak_mb']
+        else:
+            assert r['macs_step_per_image'] == r['macs_fwd_per_image']
+    for mode in ('infer', 'train'):
+        assert results[('hf', mode)]['vs_reference']['throughput'] == 1.0
+        # the same model: the same MACs in both implementations
+        assert results[('mmcvt', mode)]['macs_step_per_image'] == \
+            pytest.approx(results[('hf', mode)]['macs_step_per_image'])
+
+
+def test_converted_hf_weights_give_hf_outputs():
+    """The benchmark's mmcvt model (HF weights -> convert_hf_to_mmcvt ->
+    strict load) computes the HF model's logits once HF uses QuickGELU, so
+    the benchmark compares the same weights. CvT-13 with randomised norm
+    statistics / affine parameters, eval mode."""
+    bench = _load_benchmark()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the 2 test cores are shared; be quick
+    try:
+        _check_parity(bench)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_parity(bench):
+    hf = bench.build_hf('13', seed=0)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in hf.modules():
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
+                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape,
+                                                     generator=gen))
+                m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=gen))
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(
+                    0.2 * torch.randn(m.running_mean.shape, generator=gen))
+                m.running_var.copy_(
+                    torch.rand(m.running_var.shape, generator=gen) + 0.5)
+    mm = bench.build_mmcvt('13', hf.state_dict())
+    hf_exact_gelu = copy.deepcopy(hf)
+    bench.swap_quick_gelu(hf)
+
+    x = torch.randn(2, 3, 64, 64, generator=gen)
+    with torch.no_grad():
+        want = hf(pixel_values=x).logits
+        got = mm(x)
+        mm.backbone.switch_to_deploy()
+        got_deploy = mm(x)
+    assert got.shape == want.shape == (2, 1000)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got_deploy, want, rtol=1e-4, atol=1e-4)
+    # and the swap matters: exact GELU gives different logits
+    with torch.no_grad():
+        exact = hf_exact_gelu(pixel_values=x).logits
+    assert not torch.allclose(exact, want, rtol=1e-4, atol=1e-4)
