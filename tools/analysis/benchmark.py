@@ -703,7 +703,8 @@ def check_parity(impls: List[str], ctx: Context, device: torch.device,
 # --------------------------------------------------------------------------
 
 
-def add_ratios(results: List[dict], reference: str) -> None:
+def add_ratios(results: List[dict], reference: str,
+               interleaved: bool = True) -> None:
     refs = {(r['arch'], r['size'], r['mode']): r
             for r in results if r['impl'] == reference and r['status'] == 'ok'}
     for r in results:
@@ -713,6 +714,11 @@ def add_ratios(results: List[dict], reference: str) -> None:
         ratios = dict(reference=reference)
         ratios['throughput'] = (r['images_per_s']['median'] /
                                 ref['images_per_s']['median'])
+        if interleaved and len(r['times_s']) == len(ref['times_s']):
+            # round-robin timing: iteration i of every impl ran back to
+            # back, so per-round ratios cancel slow drifts of the machine
+            ratios['throughput_paired'] = statistics.median(
+                tr / ti for tr, ti in zip(ref['times_s'], r['times_s']))
         if r.get('peak_mb') and ref.get('peak_mb'):
             ratios['memory'] = r['peak_mb'] / ref['peak_mb']
             ratios['memory_delta'] = (r['peak_delta_mb'] /
@@ -724,7 +730,8 @@ def add_ratios(results: List[dict], reference: str) -> None:
 def format_table(results: List[dict], peak_rate: float,
                  reference: str) -> str:
     head = ('impl', 'arch', 'size', 'mode', 'img/s med', '[min - max]',
-            f'x{reference}', 'peak MB', 'act MB', f'mem x{reference}',
+            f'x{reference}', 'paired', 'peak MB', 'act MB',
+            f'mem x{reference}',
             'GMAC/img', 'GMAC/s', '% mm-peak')
     rows = [head]
     for r in results:
@@ -739,6 +746,8 @@ def format_table(results: List[dict], peak_rate: float,
             f"{ips['median']:.2f}",
             f"[{ips['min']:.2f} - {ips['max']:.2f}]",
             f"{vs['throughput']:.2f}" if 'throughput' in vs else '-',
+            f"{vs['throughput_paired']:.2f}"
+            if 'throughput_paired' in vs else '-',
             f"{r['peak_mb']:.0f}" if 'peak_mb' in r else '-',
             f"{r['peak_delta_mb']:.0f}" if 'peak_delta_mb' in r else '-',
             f"{vs['memory']:.2f}" if vs.get('memory') else '-',
@@ -926,12 +935,14 @@ def main(argv=None) -> dict:
         del ctx
         gc.collect()
 
-    add_ratios(results, args.reference)
+    add_ratios(results, args.reference, not args.sequential)
     meta['loadavg_end'] = (os.getloadavg()
                            if hasattr(os, 'getloadavg') else None)
     print()
     print(format_table(results, peak_rate, args.reference))
-    print(f'\nmemory: {meta["memory_method"]}\nMACs: {MAC_METHOD}\n'
+    print(f'\nx{args.reference}: median images/s ratio; paired: median over '
+          'rounds of the per-round time ratio (round-robin timing)'
+          f'\nmemory: {meta["memory_method"]}\nMACs: {MAC_METHOD}\n'
           f'% mm-peak: achieved MAC rate / {args.matmul_size}^3 '
           f'{args.dtype} matmul rate ({peak_rate / 1e9:.1f} GMAC/s)')
     report = dict(meta=meta, parity=parity, results=results)
