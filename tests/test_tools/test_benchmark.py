@@ -65,11 +65,12 @@ def test_benchmark_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # the printed table
     assert 'img/s med' in proc.stdout and 'mem xhf' in proc.stdout
+    assert 'parity mmcvt vs hf+QuickGELU' in proc.stdout
 
     report = json.loads(out.read_text())
     meta = report['meta']
     for key in ('device', 'device_name', 'dtype', 'batch_size', 'warmup',
-                'repeats', 'threads', 'torch', 'transformers',
+                'repeats', 'threads', 'timer', 'torch', 'transformers',
                 'memory_method', 'mac_method', 'matmul_macs_per_s',
                 'reference'):
         assert key in meta, key
@@ -103,6 +104,7 @@ def test_benchmark_end_to_end(tmp_path):
         vs = r['vs_reference']
         assert vs['reference'] == 'hf'
         assert vs['throughput'] > 0 and vs['memory'] > 0
+        assert vs['throughput_paired'] > 0  # round-robin timing
         if r['mode'] == 'train':
             # forward + backward: about 3x the forward
             assert r['macs_step_per_image'] > 2 * r['macs_fwd_per_image']
