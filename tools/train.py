@@ -57,6 +57,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         action=DictAction,
         help='override settings of the config, key=value pairs, e.g. '
         'train_dataloader.batch_size=32 model.backbone.arch=21')
+    return parse_with_launcher(parser, argv)
+
+
+def parse_with_launcher(parser: argparse.ArgumentParser,
+                        argv=None) -> argparse.Namespace:
+    """Adds ``--launcher`` and ``--local-rank`` (shared with tools/test.py)
+    to ``parser`` and parses ``argv``."""
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -76,8 +83,9 @@ def _dataloaders(cfg: Config):
             yield cfg[name]
 
 
-def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
-    """Merge the command line arguments into the config."""
+def merge_common_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Merge ``--cfg-options``, ``--launcher`` and ``--work-dir`` (shared
+    with tools/test.py) into the config."""
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
@@ -88,6 +96,12 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Merge the command line arguments into the config."""
+    cfg = merge_common_args(cfg, args)
 
     if args.amp:
         optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')

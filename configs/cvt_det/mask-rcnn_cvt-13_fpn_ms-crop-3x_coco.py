@@ -3,35 +3,22 @@
 # shorter side 480-800, or resize + random crop + resize; 36 epochs, steps
 # at 27 and 33; AdamW lr 1e-4 / weight decay 0.05). The CvT part is the same
 # as in mask-rcnn_cvt-13_fpn_1x_coco.py; design notes: README.md.
-_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
+_base_ = [
+    'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py',
+    '../_base_/models/cvt-13_dense.py'
+]
 
 # CvT-13-224x224-IN-1k.pth converted by tools/model_converters/cvt_to_mmcvt.py
 pretrained = 'checkpoints/cvt-13_in1k-224px.pth'
 
 model = dict(
     backbone=dict(
+        _base_.cvt_backbone,
         _delete_=True,
-        type='mmcvt.CvT',
-        arch='13',
-        out_indices=(0, 1, 2),
-        out_type='featmap',
-        cls_token=(False, False, True),
-        out_norm=True,
-        drop_path_rate=0.1,
-        frozen_stages=-1,
-        norm_eval=True,
-        with_cp=False,
         init_cfg=dict(
             type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
     neck=dict(
         in_channels=[64, 192, 384], num_outs=5, add_extra_convs='on_output'))
 
 optim_wrapper = dict(
-    paramwise_cfg=dict(
-        _delete_=True,
-        norm_decay_mult=0.,
-        bias_decay_mult=0.,
-        custom_keys={
-            '.cls_token': dict(decay_mult=0.),
-            '.pos_embed': dict(decay_mult=0.),
-        }))
+    paramwise_cfg=dict(_base_.cvt_paramwise_cfg, _delete_=True))

@@ -1,27 +1,22 @@
 # RetinaNet + FPN, CvT-13 backbone (ImageNet-1k weights), COCO, 1x schedule
 # (mmdet's RetinaNet 1x: 12 epochs, steps at 8 and 11, 2 images per GPU x 8
 # GPUs) with AdamW lr 1e-4 / weight decay 0.05 as for the Mask R-CNN configs.
-# Design notes: README.md.
-_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
+# The CvT settings: ../_base_/models/cvt-13_dense.py. Design notes: README.md.
+_base_ = [
+    'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+    '../_base_/models/cvt-13_dense.py'
+]
 
 # CvT-13-224x224-IN-1k.pth converted by tools/model_converters/cvt_to_mmcvt.py
 pretrained = 'checkpoints/cvt-13_in1k-224px.pth'
 
 model = dict(
     backbone=dict(
+        _base_.cvt_backbone,
         _delete_=True,
-        type='mmcvt.CvT',
-        arch='13',
         # RetinaNet uses P3-P7 (strides 8..128): stages 2 and 3 only, so no
         # stride-4 output (nor its out_norm) is left unused
         out_indices=(1, 2),
-        out_type='featmap',
-        cls_token=(False, False, True),
-        out_norm=True,
-        drop_path_rate=0.1,
-        frozen_stages=-1,
-        norm_eval=True,
-        with_cp=False,
         init_cfg=dict(
             type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
     # P3, P4 from the backbone (strides 8, 16); P5, P6, P7 (32, 64, 128) from
@@ -40,10 +35,4 @@ optim_wrapper = dict(
         lr=0.0001,
         betas=(0.9, 0.999),
         weight_decay=0.05),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.,
-        bias_decay_mult=0.,
-        custom_keys={
-            '.cls_token': dict(decay_mult=0.),
-            '.pos_embed': dict(decay_mult=0.),
-        }))
+    paramwise_cfg=_base_.cvt_paramwise_cfg)

@@ -1,25 +1,21 @@
 # Semantic FPN, CvT-13 backbone (ImageNet-1k weights), ADE20K 512x512, 80k
 # iters: mmseg's Semantic FPN recipe for transformer backbones (PVT / Twins:
 # AdamW lr 1e-4 / weight decay 1e-4, poly decay, 4 crops per GPU x 8 GPUs,
-# SyncBN head). Design notes: README.md.
-_base_ = 'mmseg::twins/twins_pcpvt-s_fpn_fpnhead_8xb4-80k_ade20k-512x512.py'
+# SyncBN head). The CvT settings: ../_base_/models/cvt-13_dense.py. Design
+# notes: README.md.
+_base_ = [
+    'mmseg::twins/twins_pcpvt-s_fpn_fpnhead_8xb4-80k_ade20k-512x512.py',
+    '../_base_/models/cvt-13_dense.py'
+]
 
 # CvT-13-224x224-IN-1k.pth converted by tools/model_converters/cvt_to_mmcvt.py
 pretrained = 'checkpoints/cvt-13_in1k-224px.pth'
 
 model = dict(
     backbone=dict(
+        _base_.cvt_backbone,
         _delete_=True,
-        type='mmcvt.CvT',
-        arch='13',
-        out_indices=(0, 1, 2),  # strides 4, 8, 16
-        out_type='featmap',
-        cls_token=(False, False, True),
-        out_norm=True,
-        drop_path_rate=0.1,
-        frozen_stages=-1,
-        norm_eval=False,
-        with_cp=False,
+        norm_eval=False,  # see the UperNet config
         init_cfg=dict(
             type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
     # FPNHead expects strides 4, 8, 16, 32: the stride-32 level is a
@@ -34,11 +30,4 @@ auto_scale_lr = dict(enable=False, base_batch_size=32)
 # distributed runs turn every BatchNorm (the backbone's too) into SyncBN
 sync_bn = 'torch'
 
-optim_wrapper = dict(
-    paramwise_cfg=dict(
-        norm_decay_mult=0.,
-        bias_decay_mult=0.,
-        custom_keys={
-            '.cls_token': dict(decay_mult=0.),
-            '.pos_embed': dict(decay_mult=0.),
-        }))
+optim_wrapper = dict(paramwise_cfg=_base_.cvt_paramwise_cfg)

@@ -2,8 +2,13 @@
 # Everything but the backbone, the head inputs and the no-decay rules is
 # mmseg's Swin-T UperNet recipe: AdamW lr 6e-5 / weight decay 0.01, 1500-iter
 # linear warm-up then poly decay, 2 crops per GPU x 8 GPUs, SyncBN heads,
-# auxiliary FCN head on the stride-16 map. Design notes: README.md.
-_base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'  # noqa
+# auxiliary FCN head on the stride-16 map. The CvT settings shared with the
+# other det / seg configs: ../_base_/models/cvt-13_dense.py. Design notes:
+# README.md.
+_base_ = [
+    'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',  # noqa
+    '../_base_/models/cvt-13_dense.py'
+]
 
 # The official CvT-13-224x224-IN-1k.pth converted to the mmpretrain layout
 # ('backbone.stages.*') by tools/model_converters/cvt_to_mmcvt.py.
@@ -11,22 +16,12 @@ pretrained = 'checkpoints/cvt-13_in1k-224px.pth'
 
 model = dict(
     backbone=dict(
+        _base_.cvt_backbone,
         _delete_=True,
-        type='mmcvt.CvT',
-        arch='13',
-        out_indices=(0, 1, 2),  # strides 4, 8, 16
-        out_type='featmap',
-        # the class token stays in stage-3 attention (as pretrained) and is
-        # dropped from the output map
-        cls_token=(False, False, True),
-        out_norm=True,  # a LayerNorm per output (out_norm0..2), as Swin
-        drop_path_rate=0.1,
-        frozen_stages=-1,
         # fixed 512x512 crops, 16 per step: the projections' BatchNorms train
         # (synchronised across GPUs by `sync_bn` below), as mmseg does for
         # BatchNorm backbones
         norm_eval=False,
-        with_cp=False,
         init_cfg=dict(
             type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
     # UPerHead: PPM on the stride-16 map, FPN fusion of strides 4, 8, 16
@@ -40,15 +35,6 @@ auto_scale_lr = dict(enable=False, base_batch_size=16)
 # distributed runs turn every BatchNorm (the backbone's too) into SyncBN
 sync_bn = 'torch'
 
-# no weight decay on norms (LayerNorm and the projections' BatchNorm),
-# biases, the class token and position embeddings, as in CvT's ImageNet
-# training (the Swin-specific keys of the base are deleted)
+# the no-decay rules replace the Swin-specific keys of the base
 optim_wrapper = dict(
-    paramwise_cfg=dict(
-        _delete_=True,
-        norm_decay_mult=0.,
-        bias_decay_mult=0.,
-        custom_keys={
-            '.cls_token': dict(decay_mult=0.),
-            '.pos_embed': dict(decay_mult=0.),
-        }))
+    paramwise_cfg=dict(_base_.cvt_paramwise_cfg, _delete_=True))

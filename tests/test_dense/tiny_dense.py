@@ -1,18 +1,23 @@
 """Tiny dense-prediction jobs for the tests: real COCO-json / ADE20K-folder
 data written to disk, and the repository's det / seg configs shrunk (a tiny
 custom CvT arch, narrow necks and heads, small image sizes) so that a
-Runner trains and validates them in seconds on CPU.
+Runner trains and validates them in seconds on CPU; and the steps the
+det / seg training tests share (train with a recording hook, back-propagate
+one batch, predict one validation batch).
 
 Only sizes, widths and paths are changed: the model types, the data set
 classes, the pipelines and the optimizer settings are the configs' own.
 """
 import json
+import math
 import os
 import os.path as osp
 
 import numpy as np
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
 from PIL import Image, ImageDraw
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -164,6 +169,14 @@ def _small_loader(loader, batch_size=2):
     loader.persistent_workers = False
 
 
+def _tiny_cvt(config: str) -> Config:
+    """``config`` with the tiny CvT arch and no checkpoint to load."""
+    cfg = Config.fromfile(config)
+    cfg.model.backbone.arch = TINY_ARCH
+    cfg.model.backbone.init_cfg = None
+    return cfg
+
+
 def _runtime(cfg, work_dir):
     cfg.work_dir = work_dir
     cfg.randomness = dict(seed=0)
@@ -179,10 +192,8 @@ def tiny_mask_rcnn_cfg(config: str, data_root: str, work_dir: str,
                        batch_size: int = 2) -> Config:
     """``config`` (a Mask R-CNN CvT config) on the tiny COCO data, with the
     tiny CvT arch and narrow neck / heads; one epoch, then validation."""
-    cfg = Config.fromfile(config)
+    cfg = _tiny_cvt(config)
     model = cfg.model
-    model.backbone.arch = TINY_ARCH
-    model.backbone.init_cfg = None
     model.neck.in_channels = TINY_CHANNELS
     model.neck.out_channels = NECK_CHANNELS
     model.rpn_head.in_channels = NECK_CHANNELS
@@ -230,10 +241,8 @@ def tiny_upernet_cfg(config: str, data_root: str, work_dir: str,
     """``config`` (a UperNet CvT config) on the tiny ADE20K data, with the
     tiny CvT arch and narrow heads; ``max_iters`` iterations, then
     validation at the images' own 200x264 / 264x200 size."""
-    cfg = Config.fromfile(config)
+    cfg = _tiny_cvt(config)
     model = cfg.model
-    model.backbone.arch = TINY_ARCH
-    model.backbone.init_cfg = None
     model.data_preprocessor.size = crop_size
     model.decode_head.in_channels = TINY_CHANNELS
     model.decode_head.channels = 32
@@ -258,3 +267,81 @@ def tiny_upernet_cfg(config: str, data_root: str, work_dir: str,
         type='CheckpointHook', by_epoch=False, interval=max_iters)
     _runtime(cfg, work_dir)
     return cfg
+
+
+# ------------------------------------------------------------------ running
+
+
+class RecordHook(Hook):
+    """Keeps every training loss and the validation metrics."""
+
+    def __init__(self):
+        self.losses, self.metrics = [], None
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        self.losses.append(float(torch.as_tensor(outputs['loss']).detach()))
+
+    def after_val_epoch(self, runner, metrics=None):
+        self.metrics = metrics
+
+
+def train_recorded(cfg: Config):
+    """Trains (and validates) ``cfg`` with mmengine's Runner; returns the
+    runner and the :class:`RecordHook` that watched it."""
+    runner = Runner.from_cfg(cfg)
+    record = RecordHook()
+    runner.register_hook(record)
+    runner.train()
+    return runner, record
+
+
+def check_trained(runner: Runner, record: RecordHook, checkpoint: str,
+                  weight_decay: float) -> None:
+    """Two finite training losses, validation metrics, ``checkpoint`` in the
+    work dir, and the config's optimizer: AdamW with ``weight_decay`` and
+    the no-decay groups."""
+    assert len(record.losses) == 2
+    assert all(math.isfinite(v) for v in record.losses)
+    assert record.metrics is not None
+    assert osp.isfile(osp.join(runner.work_dir, checkpoint))
+    optimizer = runner.optim_wrapper.optimizer
+    assert type(optimizer).__name__ == 'AdamW'
+    assert {g['weight_decay']
+            for g in optimizer.param_groups} == {0., weight_decay}
+
+
+def backward_one_batch(runner: Runner, nonzero_grads=()):
+    """The first training batch through the preprocessor and the model in
+    train mode, its total loss back-propagated. Checks that the loss is
+    finite, that every backbone parameter gets a finite gradient and that the
+    ones named in ``nonzero_grads`` get a non-zero one; returns the
+    preprocessed data and the loss dict (gradients zeroed again)."""
+    model = runner.model
+    model.train()
+    model.zero_grad()
+    batch = next(iter(runner.train_dataloader))
+    data = model.data_preprocessor(batch, True)
+    losses = model(**data, mode='loss')
+    loss, _ = model.parse_losses(losses)
+    assert torch.isfinite(loss)
+    loss.backward()
+    params = dict(model.backbone.named_parameters())
+    for name, p in params.items():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+    for name in nonzero_grads:
+        assert params[name].grad.abs().sum() > 0, name
+    model.zero_grad()
+    return data, losses
+
+
+def predict_val_batch(runner: Runner):
+    """The first validation batch and the model's predictions for it, in
+    eval mode."""
+    model = runner.model
+    model.eval()
+    batch = next(iter(runner.val_dataloader))
+    with torch.no_grad():
+        results = model.test_step(batch)
+    return batch, results
