@@ -54,7 +54,7 @@ def test_benchmark_end_to_end(tmp_path):
         '--archs', 'tiny', '--sizes', '64', '--batch-size', '2',
         '--warmup', '1', '--repeats', '1', '--threads', '1',
         '--device', 'cpu', '--dtype', 'fp32', '--modes', 'infer', 'train',
-        '--impls', 'mmcvt', 'mmcvt-deploy', 'hf',
+        '--impls', 'mmcvt', 'mmcvt-deploy', 'mmcvt-reference', 'hf',
         '--impl-extra', 'toy=extra_impl:build',
         '--matmul-size', '512', '--matmul-seconds', '0.1',
         '--json', str(out),
@@ -82,10 +82,12 @@ def test_benchmark_end_to_end(tmp_path):
     parity = report['parity']['tiny']
     assert parity['mmcvt']['match'], parity
     assert parity['mmcvt-deploy']['match'], parity
+    assert parity['mmcvt-reference']['match'], parity
 
     results = {(r['impl'], r['mode']): r for r in report['results']}
     expected = {(impl, mode)
-                for impl in ('mmcvt', 'mmcvt-deploy', 'hf', 'toy')
+                for impl in ('mmcvt', 'mmcvt-deploy', 'mmcvt-reference', 'hf',
+                             'toy')
                 for mode in ('infer', 'train')}
     assert set(results) == expected
     assert results[('mmcvt-deploy', 'train')]['status'] == 'skipped'
@@ -115,8 +117,9 @@ def test_benchmark_end_to_end(tmp_path):
     for mode in ('infer', 'train'):
         assert results[('hf', mode)]['vs_reference']['throughput'] == 1.0
         # the same model: the same MACs in both implementations
-        assert results[('mmcvt', mode)]['macs_step_per_image'] == \
-            pytest.approx(results[('hf', mode)]['macs_step_per_image'])
+        for impl in ('mmcvt', 'mmcvt-reference'):
+            assert results[(impl, mode)]['macs_step_per_image'] == \
+                pytest.approx(results[('hf', mode)]['macs_step_per_image'])
 
 
 def test_converted_hf_weights_give_hf_outputs():

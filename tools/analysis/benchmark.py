@@ -30,6 +30,9 @@ Implementations (``--impls``):
                     depth-wise convs; inference only)
 * ``mmcvt-compile`` ``torch.compile`` of ``mmcvt`` (compile time is spent in
                     the warm-up)
+* ``mmcvt-reference`` ``mmcvt`` with ``set_fused(False)``: the official
+                    formulation step by step (explicit softmax attention,
+                    QuickGELU, conv + BN), i.e. what the fast paths gain
 * ``--impl-extra [NAME=]module:callable`` any other model; the callable gets
   the keyword arguments it accepts out of ``arch``, ``img_size``,
   ``num_classes``, ``hf_state_dict``, ``hf_config`` and ``device`` and returns
@@ -97,7 +100,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 NUM_CLASSES = 1000
-BUILTIN_IMPLS = ('mmcvt', 'mmcvt-deploy', 'mmcvt-compile', 'hf')
+BUILTIN_IMPLS = ('mmcvt', 'mmcvt-deploy', 'mmcvt-compile',
+                 'mmcvt-reference', 'hf')
 DTYPES = {
     'fp32': torch.float32,
     'bf16': torch.bfloat16,
@@ -262,10 +266,13 @@ def build_impl(impl: str, ctx: Context, size: int, device: torch.device,
     if impl == 'hf':
         model = HFClassifier(copy.deepcopy(ctx.hf)).to(device)
         return model, model
-    if impl in ('mmcvt', 'mmcvt-deploy', 'mmcvt-compile'):
+    if impl.startswith('mmcvt') and impl in BUILTIN_IMPLS:
         model = build_mmcvt(ctx.arch, ctx.hf_state_dict).to(device)
         if impl == 'mmcvt-deploy':
             model.backbone.switch_to_deploy()
+        if impl == 'mmcvt-reference':
+            # the official formulation step by step, no fast paths
+            model.backbone.set_fused(False)
         if impl == 'mmcvt-compile':
             return torch.compile(model), model
         return model, model

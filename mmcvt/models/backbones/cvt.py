@@ -24,6 +24,13 @@ official                              mmcvt
 ``head``                              ``head.fc`` (mmpretrain LinearClsHead)
 ====================================  =======================================
 
+Fast paths (on by default, :meth:`CvT.set_fused`) compute the same function
+with fewer memory passes and less memory: SDPA attention, QuickGELU folded into
+one ``silu``, the projections' BatchNorm folded on the fly (eval) or
+recomputed in the backward (training), and for fp32 CPU inference oneDNN
+linears and a chunked MLP. :meth:`CvT.switch_to_deploy` folds the BatchNorms
+permanently.
+
 The file reads top to bottom: small layers, the transformer block, a stage,
 the :class:`CvT` backbone, the checkpoint converters (official and
 HuggingFace ``transformers`` layouts) and the architecture variants.
@@ -40,6 +47,7 @@ import torch.utils.checkpoint as cp
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from mmcvt.registry import MODELS
 
@@ -186,10 +194,110 @@ class ConvEmbed(nn.Module):
         return x, hw_shape
 
 
+def _autocast_active(x: torch.Tensor) -> bool:
+    try:
+        return torch.is_autocast_enabled(x.device.type)
+    except RuntimeError:  # a device without autocast, e.g. 'meta'
+        return False
+
+
+_HAS_ONEDNN_LINEAR = (torch.backends.mkldnn.is_available()
+                      and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
+
+
+def _onednn_linear_ok(x: torch.Tensor) -> bool:
+    """Whether :func:`linear` may use oneDNN: fp32 CPU inference with no
+    autograd, autocast, torch.compile, tracing or dispatch mode (FLOP
+    counters) that expects the standard ``aten`` linear."""
+    return (x.device.type == 'cpu' and x.dtype == torch.float32
+            and not torch.is_grad_enabled() and _HAS_ONEDNN_LINEAR
+            and torch.backends.mkldnn.enabled and not _autocast_active(x)
+            and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing()
+            and not is_in_torch_dispatch_mode())
+
+
+def _has_hooks(*modules: nn.Module) -> bool:
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
+def _is_plain_linear(m: nn.Module) -> bool:
+    """An ``nn.Linear`` whose forward may be computed from its weights
+    directly (not wrapped or subclassed, e.g. by LoRA, and without hooks)."""
+    return type(m) is nn.Linear and not _has_hooks(m)
+
+
+def linear(x: torch.Tensor,
+           weight: torch.Tensor,
+           bias: Optional[torch.Tensor] = None,
+           silu: bool = False) -> torch.Tensor:
+    """``F.linear`` (then ``F.silu`` if ``silu``), exact fp32.
+
+    In fp32 CPU inference it runs oneDNN's linear (the kernel that
+    ``torch.compile`` uses on CPU) with the bias and ``silu`` fused into the
+    matrix multiplication, which is faster than ``F.linear``'s BLAS call for
+    most of CvT's shapes (docs/benchmark.md). Everywhere else, and whenever
+    autograd, autocast, ``torch.compile``, tracing or a dispatch mode is
+    active, it is ``F.linear``.
+    """
+    if _onednn_linear_ok(x):
+        return torch.ops.mkldnn._linear_pointwise(
+            x, weight, bias, 'swish' if silu else 'none', [], '')
+    x = F.linear(x, weight, bias)
+    return F.silu(x, inplace=not torch.is_grad_enabled()) if silu else x
+
+
+class _DWConvBNTrain(torch.autograd.Function):
+    """Depth-wise conv + training-mode BatchNorm that saves only the conv
+    input.
+
+    Autograd would keep the conv output (the BatchNorm input) for the
+    backward as well; here it is recomputed there (a cheap depth-wise conv),
+    which removes 1.5 token-sized tensors per block from a training step's
+    memory. The running statistics are updated once, in the forward.
+    """
+
+    @staticmethod
+    def forward(ctx, x, conv_w, bn_w, bn_b, running_mean, running_var,
+                momentum, eps, conv_args):
+        y = F.conv2d(x, conv_w, None, *conv_args)
+        out, save_mean, save_invstd = torch.native_batch_norm(
+            y, bn_w, bn_b, running_mean, running_var, True, momentum, eps)
+        ctx.save_for_backward(x, conv_w, bn_w, save_mean, save_invstd)
+        ctx.eps = eps
+        ctx.conv_args = conv_args
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, conv_w, bn_w, save_mean, save_invstd = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conv_args
+        need_x, need_cw, need_w, need_b = ctx.needs_input_grad[:4]
+        y = F.conv2d(x, conv_w, None, stride, padding, dilation, groups)
+        # the same memory layout for both (channels-last here, from the
+        # token layout): mixed layouts take a ~15x slower CPU kernel
+        layout = (torch.channels_last if y.is_contiguous(
+            memory_format=torch.channels_last) else torch.contiguous_format)
+        grad_y, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
+            grad_out.contiguous(memory_format=layout),
+            y.contiguous(memory_format=layout), bn_w, None, None, save_mean,
+            save_invstd, True, ctx.eps, [True, need_w, need_b])
+        grad_x, grad_cw, _ = torch.ops.aten.convolution_backward(
+            grad_y, x, conv_w, None, stride, padding, dilation, False,
+            [0, 0], groups, [need_x, need_cw, False])
+        return grad_x, grad_cw, grad_w, grad_b, None, None, None, None, None
+
+
 class DWConvBN(nn.Module):
     """Depth-wise ``Conv2d`` + ``BatchNorm2d`` (the ``'dw_bn'`` projection).
 
-    :meth:`fuse` folds the BatchNorm into the convolution for deployment.
+    With ``fused`` (the default) the BatchNorm is folded into the
+    convolution on the fly in eval mode (one pass instead of two), and in
+    training mode the BatchNorm input is recomputed in the backward instead
+    of stored (see :class:`_DWConvBNTrain`). Both compute the same function
+    as ``bn(conv(x))``, the reference path taken with ``fused = False``, with
+    the same parameters and state dict. :meth:`fuse` folds the BatchNorm
+    permanently for deployment.
     """
 
     def __init__(self, dims: int, kernel_size: int, stride: int,
@@ -204,9 +312,49 @@ class DWConvBN(nn.Module):
             groups=dims,
             bias=False)
         self.bn = nn.BatchNorm2d(dims)
+        # False: the reference path bn(conv(x))
+        self.fused = True
+
+    def _folded(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Conv weight and bias with the eval-mode BatchNorm folded in."""
+        conv, bn = self.conv, self.bn
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        bias = -bn.running_mean * scale
+        if bn.bias is not None:
+            bias = bias + bn.bias
+        if conv.bias is not None:
+            bias = bias + conv.bias * scale
+        # (C, 1, k, k) * (C, 1, 1, 1)
+        return conv.weight * scale.reshape(-1, 1, 1, 1), bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.conv(x))
+        conv, bn = self.conv, self.bn
+        if (not self.fused or type(bn) is not nn.BatchNorm2d
+                or not isinstance(conv, nn.Conv2d)
+                or conv.padding_mode != 'zeros'
+                or torch.compiler.is_compiling()):
+            # SyncBN, deploy (bn is an Identity), or torch.compile, which
+            # plans its own fusion and recomputation
+            return bn(conv(x))
+        conv_args = (conv.stride, conv.padding, conv.dilation, conv.groups)
+        if bn.training or bn.running_mean is None:
+            # a dispatch mode (FLOP counter) sees the standard ops, without
+            # the recomputation
+            if (not torch.is_grad_enabled() or _autocast_active(x)
+                    or conv.bias is not None or not bn.track_running_stats
+                    or is_in_torch_dispatch_mode()):
+                return bn(conv(x))
+            # the same running-statistics bookkeeping as nn.BatchNorm2d
+            bn.num_batches_tracked.add_(1)
+            momentum = (1. / float(bn.num_batches_tracked)
+                        if bn.momentum is None else bn.momentum)
+            return _DWConvBNTrain.apply(x, conv.weight, bn.weight, bn.bias,
+                                        bn.running_mean, bn.running_var,
+                                        momentum, bn.eps, conv_args)
+        weight, bias = self._folded()
+        return F.conv2d(x, weight, bias, *conv_args)
 
     @torch.no_grad()
     def fuse(self) -> None:
@@ -214,21 +362,19 @@ class DWConvBN(nn.Module):
         ``Identity``."""
         if isinstance(self.bn, nn.Identity):
             return
-        conv, bn = self.conv, self.bn
-        std = (bn.running_var + bn.eps).sqrt()
-        gamma = bn.weight if bn.affine else torch.ones_like(std)
-        beta = bn.bias if bn.affine else torch.zeros_like(std)
+        conv = self.conv
+        weight, bias = self._folded()
         fused = nn.Conv2d(
             conv.in_channels,
             conv.out_channels,
             kernel_size=conv.kernel_size,
             stride=conv.stride,
             padding=conv.padding,
+            dilation=conv.dilation,
             groups=conv.groups,
             bias=True).to(conv.weight)
-        # (C, 1, k, k) * (C, 1, 1, 1)
-        fused.weight.copy_(conv.weight * (gamma / std).reshape(-1, 1, 1, 1))
-        fused.bias.copy_(beta - bn.running_mean * gamma / std)
+        fused.weight.copy_(weight)
+        fused.bias.copy_(bias)
         fused.weight.requires_grad_(conv.weight.requires_grad)
         fused.bias.requires_grad_(conv.weight.requires_grad)
         self.conv = fused
@@ -330,6 +476,11 @@ class ConvAttention(nn.Module):
             x = proj(x)  # (B, C, H, W) -> (B, C, H', W')
         return x.flatten(2).transpose(1, 2)  # (B, C, H', W') -> (B, H'*W', C)
 
+    def _linear(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.fused_attn and _is_plain_linear(layer):
+            return linear(x, layer.weight, layer.bias)
+        return layer(x)
+
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         # (B, T, C) -> (B, T, nh, hd) -> (B, nh, T, hd)
         return x.unflatten(-1, (self.num_heads, self.head_dims)).transpose(
@@ -353,9 +504,10 @@ class ConvAttention(nn.Module):
             k = torch.cat((cls_token, k), dim=1)
             v = torch.cat((cls_token, v), dim=1)
 
-        q = self._split_heads(self.proj_q(q))  # (B, nh, Tq, hd)
-        k = self._split_heads(self.proj_k(k))  # (B, nh, Tkv, hd)
-        v = self._split_heads(self.proj_v(v))  # (B, nh, Tkv, hd)
+        # (B, T, C) -> (B, nh, T, hd), T = Tq for q, Tkv for k and v
+        q = self._split_heads(self._linear(self.proj_q, q))
+        k = self._split_heads(self._linear(self.proj_k, k))
+        v = self._split_heads(self._linear(self.proj_v, v))
 
         dropout_p = self.attn_drop if self.training else 0.
         if self.fused_attn:
@@ -368,13 +520,90 @@ class ConvAttention(nn.Module):
             x = attn @ v  # (B, nh, Tq, hd)
 
         x = x.transpose(1, 2).flatten(2)  # (B, nh, Tq, hd) -> (B, Tq, C)
-        x = self.proj(x)
+        x = self._linear(self.proj, x)
         x = self.proj_drop(x)
         return x
 
 
+# QuickGELU(y) = y * sigmoid(1.702 y) = silu(1.702 y) / 1.702
+_QUICK_GELU_ALPHA = 1.702
+# CPU inference runs the MLP over chunks of this many hidden activations
+# (4 MB in fp32: a share of the L2/L3 caches)
+_MLP_CHUNK_ELEMENTS = 1 << 20
+
+
+def _row_chunks(hidden: int) -> int:
+    """Rows per chunk for row-wise CPU work on ``(N, hidden)`` tensors."""
+    return max(64, _MLP_CHUNK_ELEMENTS // hidden)
+
+
+class _SiluLinear(torch.autograd.Function):
+    """``linear(silu(z), w, b)`` that saves ``z`` only: ``silu(z)`` is
+    recomputed in the backward, so the MLP keeps one hidden-sized tensor for
+    the backward instead of two. Works under autocast (``z`` and the
+    gradient in bf16/fp16, ``w`` in fp32), as :func:`F.linear` does.
+
+    In fp32 on CPU both passes go over chunks of rows, so that ``silu(z)``
+    and its gradient live in cache-sized pieces instead of two whole
+    hidden-sized temporaries.
+    """
+
+    @staticmethod
+    def forward(ctx, z, w, b):
+        ctx.save_for_backward(z, w)
+        ctx.has_bias = b is not None
+        # not under a dispatch mode: FLOP counters expect whole matmuls
+        ctx.chunked = (z.device.type == 'cpu' and not _autocast_active(z)
+                       and z.dtype == w.dtype
+                       and not is_in_torch_dispatch_mode())
+        if not ctx.chunked:
+            return F.linear(F.silu(z), w, b)
+        # (..., C_hid) -> (N, C_hid) -> (N, C_out)
+        z2 = z.reshape(-1, z.shape[-1])
+        out = z2.new_empty(z2.shape[0], w.shape[0])
+        rows = _row_chunks(z2.shape[1])
+        for zc, oc in zip(z2.split(rows), out.split(rows)):
+            if b is None:
+                torch.mm(F.silu(zc), w.t(), out=oc)
+            else:
+                torch.addmm(b, F.silu(zc), w.t(), out=oc)
+        return out.view(*z.shape[:-1], w.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        z, w = ctx.saved_tensors
+        # (..., C_out) -> (N, C_out), (..., C_hid) -> (N, C_hid)
+        g2 = grad_out.reshape(-1, grad_out.shape[-1])
+        z2 = z.reshape(-1, z.shape[-1])
+        grad_b = g2.sum(0).to(w.dtype) if ctx.has_bias else None
+        if not ctx.chunked or g2.dtype != z.dtype:
+            h = F.silu(z2).to(g2.dtype)
+            grad_w = g2.t().mm(h).to(w.dtype)
+            grad_h = g2.mm(w.to(g2.dtype)).to(z.dtype)
+            grad_z = torch.ops.aten.silu_backward(grad_h, z2)
+            return grad_z.view_as(z), grad_w, grad_b
+        grad_w = torch.zeros_like(w)
+        grad_z = torch.empty_like(z2)
+        rows = _row_chunks(z2.shape[1])
+        for gc, zc, gzc in zip(g2.split(rows), z2.split(rows),
+                               grad_z.split(rows)):
+            grad_w.addmm_(gc.t(), F.silu(zc))
+            torch.ops.aten.silu_backward.grad_input(
+                gc.mm(w), zc, grad_input=gzc)
+        return grad_z.view_as(z), grad_w, grad_b
+
+
 class Mlp(nn.Module):
-    """Two-layer MLP: ``fc1 -> act -> drop -> fc2 -> drop``."""
+    """Two-layer MLP: ``fc1 -> act -> drop -> fc2 -> drop``.
+
+    With ``fused`` (the default) and QuickGELU, the MLP runs as
+    ``linear(silu(linear(x, a W1, a b1)), W2 / a, b2)`` with ``a = 1.702``:
+    the same function and parameters as ``fc2(QuickGELU(fc1(x)))`` (the
+    reference path, ``fused = False``), with one fused ``silu`` in place of
+    QuickGELU's three element-wise passes over the hidden tensor. The weight
+    scaling costs ``O(C^2)``, against ``O(N C^2)`` for the linears. In
+    training, ``silu`` is recomputed in the backward (:class:`_SiluLinear`).
+    """
 
     def __init__(self, in_features: int, hidden_features: int, act_cfg: dict,
                  drop: float = 0.):
@@ -383,10 +612,45 @@ class Mlp(nn.Module):
         self.act = build_activation(act_cfg)
         self.fc2 = nn.Linear(hidden_features, in_features)
         self.drop = nn.Dropout(drop)
+        # False: the reference path fc2(act(fc1(x)))
+        self.fused = True
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.drop(self.act(self.fc1(x)))
-        return self.drop(self.fc2(x))
+    @property
+    def folds_quick_gelu(self) -> bool:
+        """Whether :meth:`forward` takes the folded ``silu`` path."""
+        return (self.fused and type(self.act) is QuickGELU
+                and _is_plain_linear(self.fc1) and _is_plain_linear(self.fc2))
+
+    def folded_weights(self) -> Tuple[torch.Tensor, ...]:
+        """``(a W1, a b1, W2 / a, b2)`` with ``a = 1.702``."""
+        a = _QUICK_GELU_ALPHA
+        b1 = self.fc1.bias
+        return (self.fc1.weight * a, None if b1 is None else b1 * a,
+                self.fc2.weight * (1. / a), self.fc2.bias)
+
+    def forward(self,
+                x: torch.Tensor,
+                weights: Optional[Tuple[torch.Tensor, ...]] = None
+                ) -> torch.Tensor:
+        """
+        Args:
+            x (Tensor): Tokens, ``(..., C)``.
+            weights (tuple, optional): :meth:`folded_weights`, when the
+                caller computed them already. Defaults to None.
+        """
+        if not self.folds_quick_gelu:
+            x = self.drop(self.act(self.fc1(x)))
+            return self.drop(self.fc2(x))
+        w1, b1, w2, b2 = weights or self.folded_weights()
+        if not torch.is_grad_enabled():
+            # (..., C) -> (..., C_hid) -> (..., C)
+            h = self.drop(linear(x, w1, b1, silu=True))
+            return self.drop(linear(h, w2, b2))
+        z = F.linear(x, w1, b1)  # (..., C) -> (..., C_hid): a * fc1(x)
+        if (z.requires_grad and not (self.training and self.drop.p > 0)
+                and not torch.compiler.is_compiling()):
+            return _SiluLinear.apply(z, w2, b2)
+        return self.drop(F.linear(self.drop(F.silu(z)), w2, b2))
 
 
 class CvTBlock(nn.Module):
@@ -434,7 +698,32 @@ class CvTBlock(nn.Module):
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int,
                                                        int]) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
+        if self._mlp_in_chunks(x):
+            return self._mlp_residual_chunked(x)
         x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x
+
+    def _mlp_in_chunks(self, x: torch.Tensor) -> bool:
+        # not with hooks: they would see chunks instead of the whole tensor
+        return (isinstance(self.mlp, Mlp) and self.mlp.fused
+                and x.device.type == 'cpu' and not self.training
+                and not torch.is_grad_enabled()
+                and not _has_hooks(self.mlp, self.norm2)
+                and not torch.compiler.is_compiling())
+
+    def _mlp_residual_chunked(self, x: torch.Tensor) -> torch.Tensor:
+        """CPU inference: ``x + mlp(norm2(x))`` over chunks of tokens,
+        in place. The MLP is row-wise, so the result is the same; the
+        hidden tensor (4x the width) then lives in cache-sized pieces that
+        are reused instead of being allocated, touched and written back to
+        memory whole."""
+        # (B, N, C) -> (B*N, C); x is this block's own tensor
+        flat = x.view(-1, x.shape[-1])
+        rows = _row_chunks(self.mlp.fc1.out_features)
+        weights = self.mlp.folded_weights(
+        ) if self.mlp.folds_quick_gelu else None
+        for chunk in flat.split(rows):
+            chunk += self.mlp(self.norm2(chunk), weights)
         return x
 
 
@@ -960,6 +1249,29 @@ class CvT(BaseModule):
         return self
 
     fuse_bn = switch_to_deploy
+
+    def set_fused(self, mode: bool = True) -> 'CvT':
+        """Turn the fast paths on (default) or off.
+
+        On: attention through :func:`F.scaled_dot_product_attention`, the
+        QuickGELU MLP as one ``silu`` with recomputation in the backward
+        (:class:`Mlp`), the projection BatchNorm folded on the fly in eval
+        mode and recomputed in training (:class:`DWConvBN`), and in fp32
+        CPU inference oneDNN linears (:func:`linear`) and the MLP over
+        cache-sized chunks of tokens (:class:`CvTBlock`). Off: the reference
+        formulation of the official code, step by step. Both give the same
+        outputs and gradients within float rounding, with the same
+        parameters and state dict.
+
+        Args:
+            mode (bool): Whether to use the fast paths. Defaults to True.
+        """
+        for m in self.modules():
+            if isinstance(m, ConvAttention):
+                m.fused_attn = mode
+            elif isinstance(m, (Mlp, DWConvBN)):
+                m.fused = mode
+        return self
 
     # ---- checkpoint loading ---------------------------------------------
 
