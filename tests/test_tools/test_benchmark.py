@@ -54,7 +54,8 @@ def test_benchmark_end_to_end(tmp_path):
         '--archs', 'tiny', '--sizes', '64', '--batch-size', '2',
         '--warmup', '1', '--repeats', '1', '--threads', '1',
         '--device', 'cpu', '--dtype', 'fp32', '--modes', 'infer', 'train',
-        '--impls', 'mmcvt', 'mmcvt-deploy', 'mmcvt-reference', 'hf',
+        '--impls', 'mmcvt', 'mmcvt-deploy', 'mmcvt-reference', 'mmcvt-cp',
+        'hf',
         '--impl-extra', 'toy=extra_impl:build',
         '--matmul-size', '512', '--matmul-seconds', '0.1',
         '--json', str(out),
@@ -86,8 +87,8 @@ def test_benchmark_end_to_end(tmp_path):
 
     results = {(r['impl'], r['mode']): r for r in report['results']}
     expected = {(impl, mode)
-                for impl in ('mmcvt', 'mmcvt-deploy', 'mmcvt-reference', 'hf',
-                             'toy')
+                for impl in ('mmcvt', 'mmcvt-deploy', 'mmcvt-reference',
+                             'mmcvt-cp', 'hf', 'toy')
                 for mode in ('infer', 'train')}
     assert set(results) == expected
     assert results[('mmcvt-deploy', 'train')]['status'] == 'skipped'
@@ -120,6 +121,11 @@ def test_benchmark_end_to_end(tmp_path):
         for impl in ('mmcvt', 'mmcvt-reference'):
             assert results[(impl, mode)]['macs_step_per_image'] == \
                 pytest.approx(results[('hf', mode)]['macs_step_per_image'])
+    # memory is measured, not timed: deterministic. The fast paths and
+    # checkpointing keep less for the backward than the reference path.
+    act = {impl: results[(impl, 'train')]['peak_delta_mb']
+           for impl in ('mmcvt', 'mmcvt-reference', 'mmcvt-cp')}
+    assert act['mmcvt-cp'] < act['mmcvt'] < act['mmcvt-reference'], act
 
 
 def test_converted_hf_weights_give_hf_outputs():

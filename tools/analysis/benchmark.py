@@ -33,6 +33,8 @@ Implementations (``--impls``):
 * ``mmcvt-reference`` ``mmcvt`` with ``set_fused(False)``: the official
                     formulation step by step (explicit softmax attention,
                     QuickGELU, conv + BN), i.e. what the fast paths gain
+* ``mmcvt-cp``      ``mmcvt`` with activation checkpointing per block
+                    (``with_cp=True``): training memory for a second forward
 * ``--impl-extra [NAME=]module:callable`` any other model; the callable gets
   the keyword arguments it accepts out of ``arch``, ``img_size``,
   ``num_classes``, ``hf_state_dict``, ``hf_config`` and ``device`` and returns
@@ -101,7 +103,7 @@ if ROOT not in sys.path:
 
 NUM_CLASSES = 1000
 BUILTIN_IMPLS = ('mmcvt', 'mmcvt-deploy', 'mmcvt-compile',
-                 'mmcvt-reference', 'hf')
+                 'mmcvt-reference', 'mmcvt-cp', 'hf')
 DTYPES = {
     'fp32': torch.float32,
     'bf16': torch.bfloat16,
@@ -273,6 +275,10 @@ def build_impl(impl: str, ctx: Context, size: int, device: torch.device,
         if impl == 'mmcvt-reference':
             # the official formulation step by step, no fast paths
             model.backbone.set_fused(False)
+        if impl == 'mmcvt-cp':
+            # activation checkpointing per block (config: with_cp=True)
+            for stage in model.backbone.stages:
+                stage.with_cp = True
         if impl == 'mmcvt-compile':
             return torch.compile(model), model
         return model, model
