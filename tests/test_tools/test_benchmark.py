@@ -77,6 +77,10 @@ def test_benchmark_end_to_end(tmp_path):
         assert key in meta, key
     assert meta['device'] == 'cpu' and meta['batch_size'] == 2
     assert meta['matmul_macs_per_s']['fp32'] > 0
+    # the peak is the best kernel's rate
+    by_kernel = meta['matmul_macs_per_s_by_kernel']['fp32']
+    assert 'torch.mm' in by_kernel
+    assert meta['matmul_macs_per_s']['fp32'] == max(by_kernel.values())
     assert 'profiler' in meta['memory_method']
 
     # same weights: mmcvt (and its deploy form) reproduce HF + QuickGELU

@@ -81,6 +81,7 @@ os.environ.setdefault('KINETO_LOG_LEVEL', '6')
 import argparse  # noqa: E402
 import copy  # noqa: E402
 import datetime  # noqa: E402
+import functools  # noqa: E402
 import gc  # noqa: E402
 import importlib  # noqa: E402
 import inspect  # noqa: E402
@@ -465,21 +466,38 @@ def count_macs(model: nn.Module, size: int, device: torch.device,
     return counter.get_total_flops() / 2
 
 
+def matmul_kernels(device: torch.device) -> List[str]:
+    """The large-matmul kernels to time: ``torch.mm`` (BLAS / cuBLAS) and,
+    on CPU, oneDNN's linear (which mmcvt's CPU inference uses)."""
+    kernels = ['torch.mm']
+    if (device.type == 'cpu' and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, '_linear_pointwise')):
+        kernels.append('onednn')
+    return kernels
+
+
 def matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 2048,
-                seconds: float = 1.0, timer: str = 'wall') -> float:
-    """Best sustained rate (MAC/s) of an n x n x n matmul loop, timed with
-    the benchmark's clock."""
+                seconds: float = 1.0, timer: str = 'wall',
+                kernel: str = 'torch.mm') -> float:
+    """Best sustained rate (MAC/s) of an n x n x n matmul loop with
+    ``kernel`` (see :func:`matmul_kernels`), timed with the benchmark's
+    clock."""
     clock = time.process_time if timer == 'process' else time.perf_counter
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     c = torch.mm(a, b)
+    if kernel == 'onednn':
+        run = functools.partial(torch.ops.mkldnn._linear_pointwise, a, b,
+                                None, 'none', [], '')
+    else:
+        run = functools.partial(torch.mm, a, b, out=c)
     sync(device)
     best = 0.
     chunks = 3
     for _ in range(chunks):
         iters, t0 = 0, clock()
         while True:
-            torch.mm(a, b, out=c)
+            run()
             iters += 1
             if device.type == 'cuda' and iters % 8:
                 continue
@@ -909,14 +927,21 @@ def main(argv=None) -> dict:
               f'{os.cpu_count()} CPUs: other work competes for the cores, '
               'CPU timings will be noisy')
 
-    # the machine's own large-matmul rate
-    rates = {}
+    # the machine's own large-matmul rate: the best of the kernels at hand
+    rates, per_kernel = {}, {}
     for name in dict.fromkeys(['fp32', args.dtype]):
-        rates[name] = matmul_rate(device, DTYPES[name], args.matmul_size,
-                                  args.matmul_seconds, args.timer)
+        per_kernel[name] = {
+            k: matmul_rate(device, DTYPES[name], args.matmul_size,
+                           args.matmul_seconds, args.timer, k)
+            for k in matmul_kernels(device)
+        }
+        rates[name] = max(per_kernel[name].values())
         print(f'# {args.matmul_size}^3 {name} matmul: '
-              f'{rates[name] / 1e9:.1f} GMAC/s')
+              f'{rates[name] / 1e9:.1f} GMAC/s (' + ', '.join(
+                  f'{k} {r / 1e9:.1f}' for k, r in per_kernel[name].items())
+              + ')')
     meta['matmul_macs_per_s'] = rates
+    meta['matmul_macs_per_s_by_kernel'] = per_kernel
     peak_rate = rates[args.dtype]
 
     results, parity = [], {}
@@ -956,7 +981,7 @@ def main(argv=None) -> dict:
     print(f'\nx{args.reference}: median images/s ratio; paired: median over '
           'rounds of the per-round time ratio (round-robin timing)'
           f'\nmemory: {meta["memory_method"]}\nMACs: {MAC_METHOD}\n'
-          f'% mm-peak: achieved MAC rate / {args.matmul_size}^3 '
+          f'% mm-peak: achieved MAC rate / best {args.matmul_size}^3 '
           f'{args.dtype} matmul rate ({peak_rate / 1e9:.1f} GMAC/s)')
     report = dict(meta=meta, parity=parity, results=results)
     if args.json:
