@@ -13,7 +13,8 @@ from mmengine.config import Config, DictAction
 from mmengine.evaluator import DumpResults
 
 import mmcvt  # noqa: F401  (applies the compatibility fixes)
-from train import build_runner, merge_common_args, parse_with_launcher
+from train import (build_runner, merge_common_args, parse_with_launcher,
+                   shutdown_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,6 +49,7 @@ def main(argv=None) -> None:
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))
     runner.test()
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

@@ -162,6 +162,17 @@ def main(argv=None) -> None:
     cfg = merge_args(cfg, args)
     runner = build_runner(cfg)
     runner.train()
+    shutdown_distributed()
+
+
+def shutdown_distributed() -> None:
+    """Destroy the process group before the interpreter exits: a gloo group
+    left to interpreter teardown can abort a rank ("terminate called
+    without an active exception") after a successful run."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == '__main__':
