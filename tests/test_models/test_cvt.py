@@ -27,14 +27,7 @@ ALIASES = {'13': 'cvt-13', '21': 'cvt-21', 'w24': 'cvt-w24'}
 STRIDES = (4, 8, 16)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """One intra-op thread: on a small shared CPU, 2 OpenMP threads that
-    compete with other processes are >10x slower than 1."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def _meta(arch, **kwargs):
@@ -61,8 +54,8 @@ def _randomise_bn(model):
             m.bias.data.copy_(.2 * torch.randn(n, generator=g))
 
 
-def _img(*shape):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(2))
+def _img(*shape, seed=2):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 def _dims(arch):
@@ -439,14 +432,17 @@ def test_quick_gelu_and_gelu():
     assert model.stages[0].blocks[0].norm1.eps == 1e-5
 
 
+# the smallest arch for torch.compile tests (compile time grows with depth)
+COMPILE_ARCH = dict(
+    embed_dims=[8, 16, 24],
+    num_heads=[1, 2, 3],
+    depths=[1, 1, 1],
+    drop_path_rates=[0., 0., 0.])
+
+
 def test_torch_compile_equals_eager():
-    arch = dict(
-        embed_dims=[8, 16, 24],
-        num_heads=[1, 2, 3],
-        depths=[1, 1, 1],
-        drop_path_rates=[0., 0., 0.])
     torch.manual_seed(0)
-    model = CvT(arch, out_indices=(0, 1, 2)).eval()
+    model = CvT(COMPILE_ARCH, out_indices=(0, 1, 2)).eval()
     model.init_weights()
     _randomise_bn(model)
     x = _img(2, 3, 64, 48)

@@ -17,14 +17,7 @@ transformers = pytest.importorskip('transformers')
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """One intra-op thread: on a small shared CPU, 2 OpenMP threads that
-    compete with other processes are >10x slower than 1."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 class Classifier(nn.Module):

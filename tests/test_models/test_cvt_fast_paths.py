@@ -19,6 +19,9 @@ from mmcvt.models import CvT
 from mmcvt.models.backbones import cvt
 from mmcvt.models.backbones.cvt import DWConvBN, Mlp
 
+from .test_cvt import COMPILE_ARCH, _img, _randomise_bn
+
+# as test_cvt.TINY, without stochastic depth (train-mode comparisons)
 TINY = dict(
     embed_dims=[16, 32, 48],
     num_heads=[1, 2, 3],
@@ -26,23 +29,7 @@ TINY = dict(
     drop_path_rates=[0., 0., 0.])
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _randomise_bn(model):
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * .5)
-            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + .5)
-            m.weight.data.copy_(1 + .2 * torch.randn(n, generator=g))
-            m.bias.data.copy_(.2 * torch.randn(n, generator=g))
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def _pair(**kwargs):
@@ -53,10 +40,6 @@ def _pair(**kwargs):
     _randomise_bn(fast)
     ref = copy.deepcopy(fast).set_fused(False)
     return fast, ref
-
-
-def _img(*shape, seed=2):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 def _assert_grads_close(fast, ref, rtol=1e-4):
@@ -240,13 +223,8 @@ def test_autocast_bf16_fast_matches_reference():
 def test_torch_compile_training_step_equals_eager():
     """fullgraph: no graph break; the compiled forward and backward match
     eager, and the BatchNorm statistics are updated once."""
-    arch = dict(
-        embed_dims=[8, 16, 24],
-        num_heads=[1, 2, 3],
-        depths=[1, 1, 1],
-        drop_path_rates=[0., 0., 0.])
     torch.manual_seed(0)
-    model = CvT(arch, out_indices=(0, 1, 2)).train()
+    model = CvT(COMPILE_ARCH, out_indices=(0, 1, 2)).train()
     model.init_weights()
     eager = copy.deepcopy(model)
     compiled = torch.compile(model, fullgraph=True)

@@ -23,14 +23,7 @@ TINY = dict(
     drop_path_rates=[0., 0., 0.])
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """One intra-op thread: on a small shared CPU, 2 OpenMP threads that
-    compete with other processes are >10x slower than 1."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def _official_from(model, num_classes=10, seed=0):
