@@ -205,16 +205,22 @@ _HAS_ONEDNN_LINEAR = (torch.backends.mkldnn.is_available()
                       and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
 
 
+def _standard_ops_expected() -> bool:
+    """Whether a tool is watching the ops: ``torch.compile`` (which plans
+    its own fusion and recomputation), ``torch.jit`` tracing, or a dispatch
+    mode such as a FLOP counter (which should see whole standard matmuls and
+    no recomputation). The fast paths then run plain standard ops."""
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or is_in_torch_dispatch_mode())
+
+
 def _onednn_linear_ok(x: torch.Tensor) -> bool:
     """Whether :func:`linear` may use oneDNN: fp32 CPU inference with no
-    autograd, autocast, torch.compile, tracing or dispatch mode (FLOP
-    counters) that expects the standard ``aten`` linear."""
+    autograd, autocast or tool expecting standard ops."""
     return (x.device.type == 'cpu' and x.dtype == torch.float32
             and not torch.is_grad_enabled() and _HAS_ONEDNN_LINEAR
             and torch.backends.mkldnn.enabled and not _autocast_active(x)
-            and not torch.compiler.is_compiling()
-            and not torch.jit.is_tracing()
-            and not is_in_torch_dispatch_mode())
+            and not _standard_ops_expected())
 
 
 def _has_hooks(*modules: nn.Module) -> bool:
@@ -332,19 +338,13 @@ class DWConvBN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv, bn = self.conv, self.bn
         if (not self.fused or type(bn) is not nn.BatchNorm2d
-                or not isinstance(conv, nn.Conv2d)
-                or conv.padding_mode != 'zeros'
-                or torch.compiler.is_compiling()):
-            # SyncBN, deploy (bn is an Identity), or torch.compile, which
-            # plans its own fusion and recomputation
+                or _standard_ops_expected()):
+            # SyncBN, deploy (bn is an Identity), or a tool watching the ops
             return bn(conv(x))
         conv_args = (conv.stride, conv.padding, conv.dilation, conv.groups)
         if bn.training or bn.running_mean is None:
-            # a dispatch mode (FLOP counter) sees the standard ops, without
-            # the recomputation
             if (not torch.is_grad_enabled() or _autocast_active(x)
-                    or conv.bias is not None or not bn.track_running_stats
-                    or is_in_torch_dispatch_mode()):
+                    or conv.bias is not None or not bn.track_running_stats):
                 return bn(conv(x))
             # the same running-statistics bookkeeping as nn.BatchNorm2d
             bn.num_batches_tracked.add_(1)
@@ -552,10 +552,8 @@ class _SiluLinear(torch.autograd.Function):
     def forward(ctx, z, w, b):
         ctx.save_for_backward(z, w)
         ctx.has_bias = b is not None
-        # not under a dispatch mode: FLOP counters expect whole matmuls
         ctx.chunked = (z.device.type == 'cpu' and not _autocast_active(z)
-                       and z.dtype == w.dtype
-                       and not is_in_torch_dispatch_mode())
+                       and z.dtype == w.dtype)
         if not ctx.chunked:
             return F.linear(F.silu(z), w, b)
         # (..., C_hid) -> (N, C_hid) -> (N, C_out)
@@ -648,7 +646,7 @@ class Mlp(nn.Module):
             return self.drop(linear(h, w2, b2))
         z = F.linear(x, w1, b1)  # (..., C) -> (..., C_hid): a * fc1(x)
         if (z.requires_grad and not (self.training and self.drop.p > 0)
-                and not torch.compiler.is_compiling()):
+                and not _standard_ops_expected()):
             return _SiluLinear.apply(z, w2, b2)
         return self.drop(F.linear(self.drop(F.silu(z)), w2, b2))
 
@@ -709,7 +707,7 @@ class CvTBlock(nn.Module):
                 and x.device.type == 'cpu' and not self.training
                 and not torch.is_grad_enabled()
                 and not _has_hooks(self.mlp, self.norm2)
-                and not torch.compiler.is_compiling())
+                and not _standard_ops_expected())
 
     def _mlp_residual_chunked(self, x: torch.Tensor) -> torch.Tensor:
         """CPU inference: ``x + mlp(norm2(x))`` over chunks of tokens,
