@@ -71,7 +71,8 @@ setup(
     if osp.exists(osp.join(HERE, 'README.md')) else '',
     long_description_content_type='text/markdown',
     license='Apache License 2.0',
-    python_requires='>=3.8',
+    # tools/setup_env.sh installs the pinned stack for Python 3.11
+    python_requires='>=3.11',
     packages=find_packages(exclude=('configs', 'tools', 'tests')),
     # configs ship inside the package (mmcvt/.mim/configs), see above
     include_package_data=True,

@@ -21,13 +21,20 @@ Applied once by ``import mmcvt`` (never by editing installed packages):
   mmengine calls ``torch.cuda.set_device`` and wraps the model in DDP with
   ``device_ids``; without CUDA the process group uses gloo instead of nccl
   and DDP gets no ``device_ids``; ``sync_bn`` in a config (SyncBatchNorm
-  works on GPUs only) is skipped with a warning.
+  works on GPUs only) is skipped with a warning. "No accelerator" is
+  decided by mmengine's own device helpers (CUDA, NPU, MLU, MUSA; MPS has no
+  distributed backend).
+
+Each fix names the mmengine versions it was written for and is skipped with
+a warning on any other version; applying them twice changes nothing.
 """
+import functools
 import importlib.metadata
 import importlib.util
 import os
 import os.path as osp
 import pickle
+import warnings
 from typing import Callable, Optional
 
 import numpy as np
@@ -35,6 +42,34 @@ import torch
 
 _APPLIED = False
 TRUST_ENV = 'MMCVT_TRUST_CHECKPOINTS'
+# the mmengine releases the fixes below were written for and tested with
+SUPPORTED_MMENGINE = ('0.10.7', )
+_MARK = '_mmcvt_patched'
+
+
+def _patched(original: Callable) -> Callable:
+    """Decorator for a replacement of ``original``: marks it, so that a fix
+    applied twice does not wrap its own replacement."""
+
+    def wrap(fn: Callable) -> Callable:
+        functools.update_wrapper(fn, original)
+        setattr(fn, _MARK, True)
+        return fn
+
+    return wrap
+
+
+def _is_patched(fn) -> bool:
+    return getattr(fn, _MARK, False)
+
+
+def _distributed_accelerator() -> Optional[str]:
+    """The accelerator mmengine trains on (``'cuda'``, ``'npu'``, ``'mlu'``,
+    ``'musa'``), or None when there is none it can run distributed or AMP
+    training on (CPU only, or Apple MPS)."""
+    from mmengine.device import get_device
+    device = get_device()
+    return None if device in ('cpu', 'mps') else device
 
 
 def _numpy_safe_globals() -> list:
@@ -49,6 +84,57 @@ def _numpy_safe_globals() -> list:
     return items
 
 
+def load_checkpoint_file(filename: str, map_location=None) -> dict:
+    """``torch.load`` with the safe loader (``weights_only=True``), or a full
+    unpickle when ``MMCVT_TRUST_CHECKPOINTS=1``, with errors that say what is
+    wrong with the file.
+
+    Raises:
+        FileNotFoundError: If there is no such file.
+        pickle.UnpicklingError: If the file is a checkpoint holding Python
+            objects the safe loader refuses (the message names the opt-in).
+        ValueError: If the file is not a readable PyTorch checkpoint
+            (empty, truncated, corrupted or another kind of file).
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    trusted = os.environ.get(TRUST_ENV) == '1'
+    try:
+        return torch.load(filename, map_location=map_location,
+                          weights_only=not trusted)
+    except pickle.UnpicklingError as e:
+        # the safe unpickler names the global it refused; anything else it
+        # says is about bytes that are not a pickle at all
+        if not trusted and 'Unsupported global' in str(e):
+            raise pickle.UnpicklingError(
+                f'{filename} holds Python objects that the safe loader '
+                f'(torch.load weights_only=True) refuses; checkpoints saved '
+                f'by mmcvt load safely, this one was probably written '
+                f'elsewhere. If you trust the file, set {TRUST_ENV}=1 to '
+                f'load it with a full unpickle.\nOriginal error: {e}') from e
+        # torch's message suggests weights_only=False, which cannot read
+        # bytes that are no checkpoint either: keep only what it found
+        raise _unreadable(filename, e) from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError,
+            IndexError, TypeError, AttributeError) as e:
+        raise _unreadable(filename, e) from e
+
+
+def _unreadable(filename: str, error: Exception) -> ValueError:
+    size = osp.getsize(filename)
+    text = str(error)
+    # the safe unpickler's own finding, without torch's general advice
+    text = text.split('WeightsUnpickler error:', 1)[-1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    detail = lines[0] if lines else 'no detail'
+    return ValueError(
+        f'{filename} ({size:,} bytes) is not a readable PyTorch checkpoint: '
+        'it is empty, truncated, corrupted or another kind of file '
+        f'({type(error).__name__}: {detail}). Download or save it again; a '
+        'file written by torch.save loads.')
+
+
 def _patch_checkpoint_loading() -> None:
     from mmengine.logging.history_buffer import HistoryBuffer
     from mmengine.runner.checkpoint import CheckpointLoader
@@ -56,32 +142,20 @@ def _patch_checkpoint_loading() -> None:
     torch.serialization.add_safe_globals(_numpy_safe_globals() +
                                          [HistoryBuffer])
 
-    def __getstate__(self) -> dict:
-        # The default statistics are restored by ``__setstate__`` and custom
-        # ones are registered on the class at import time, so leave them out.
-        return {k: v for k, v in self.__dict__.items()
-                if k != 'statistics_methods'}
+    if not _is_patched(getattr(HistoryBuffer, '__getstate__', None)):
 
-    HistoryBuffer.__getstate__ = __getstate__
+        @_patched(getattr(HistoryBuffer, '__getstate__', object.__getstate__))
+        def __getstate__(self) -> dict:
+            # The default statistics are restored by ``__setstate__`` and
+            # custom ones are registered on the class at import time, so
+            # leave them out.
+            return {k: v for k, v in self.__dict__.items()
+                    if k != 'statistics_methods'}
 
-    def load_from_local(filename: str, map_location=None) -> dict:
-        filename = osp.expanduser(filename)
-        if not osp.isfile(filename):
-            raise FileNotFoundError(f'{filename} can not be found.')
-        if os.environ.get(TRUST_ENV) == '1':
-            return torch.load(filename, map_location=map_location,
-                              weights_only=False)
-        try:
-            return torch.load(filename, map_location=map_location)
-        except pickle.UnpicklingError as e:
-            raise pickle.UnpicklingError(
-                f'{filename} holds Python objects that the safe loader '
-                f'(torch.load weights_only=True) refuses; checkpoints saved '
-                f'by mmcvt load safely, this one was probably written '
-                f'elsewhere. If you trust the file, set {TRUST_ENV}=1 to '
-                f'load it with a full unpickle.\nOriginal error: {e}') from e
+        HistoryBuffer.__getstate__ = __getstate__
 
-    CheckpointLoader.register_scheme(prefixes='', force=True)(load_from_local)
+    CheckpointLoader.register_scheme(
+        prefixes='', force=True)(load_checkpoint_file)
 
 
 def _module_name(package: str) -> str:
@@ -134,15 +208,15 @@ def _patch_package_utils() -> None:
 
 
 def _patch_amp_optim_wrapper() -> None:
-    from mmengine.device import (is_cuda_available, is_mlu_available,
-                                 is_musa_available, is_npu_available)
     from mmengine.optim import AmpOptimWrapper
 
     original: Callable = AmpOptimWrapper.__init__
+    if _is_patched(original):
+        return
 
+    @_patched(original)
     def __init__(self, *args, **kwargs):
-        if not (is_cuda_available() or is_npu_available()
-                or is_mlu_available() or is_musa_available()):
+        if _distributed_accelerator() is None:
             raise RuntimeError(
                 'Mixed precision training (AmpOptimWrapper, `--amp`) needs '
                 'a GPU/NPU/MLU/MUSA device and none is available here. '
@@ -155,53 +229,84 @@ def _patch_amp_optim_wrapper() -> None:
 
 def _patch_cpu_distributed() -> None:
     import mmengine.dist.utils as dist_utils
+    import mmengine.runner.runner as runner_mod
+    from mmengine.logging import print_log
     from mmengine.model import MMDistributedDataParallel
 
     original_init_dist: Callable = dist_utils._init_dist_pytorch
+    if not _is_patched(original_init_dist):
 
-    def _init_dist_pytorch(backend, init_backend='torch', **kwargs) -> None:
-        if torch.cuda.is_available() or init_backend != 'torch':
-            return original_init_dist(backend, init_backend, **kwargs)
-        if backend == 'nccl':
-            backend = 'gloo'  # nccl needs GPUs
-        torch.distributed.init_process_group(backend=backend, **kwargs)
+        @_patched(original_init_dist)
+        def _init_dist_pytorch(backend, init_backend='torch', **kwargs):
+            if _distributed_accelerator() or init_backend != 'torch':
+                return original_init_dist(backend, init_backend, **kwargs)
+            if backend == 'nccl':
+                backend = 'gloo'  # nccl needs GPUs
+            torch.distributed.init_process_group(backend=backend, **kwargs)
 
-    dist_utils._init_dist_pytorch = _init_dist_pytorch
+        dist_utils._init_dist_pytorch = _init_dist_pytorch
 
     original_ddp_init: Callable = MMDistributedDataParallel.__init__
+    if not _is_patched(original_ddp_init):
 
-    def __init__(self, module, *args, **kwargs):
-        on_cpu = all(p.device.type == 'cpu' for p in module.parameters())
-        if on_cpu:
-            # DDP accepts device_ids only for modules on accelerators
-            kwargs.pop('device_ids', None)
-            kwargs.pop('output_device', None)
-        original_ddp_init(self, module, *args, **kwargs)
+        @_patched(original_ddp_init)
+        def __init__(self, module, *args, **kwargs):
+            if all(p.device.type == 'cpu' for p in module.parameters()):
+                # DDP accepts device_ids only for modules on accelerators
+                kwargs.pop('device_ids', None)
+                kwargs.pop('output_device', None)
+            original_ddp_init(self, module, *args, **kwargs)
 
-    MMDistributedDataParallel.__init__ = __init__
+        MMDistributedDataParallel.__init__ = __init__
 
-    import mmengine.runner.runner as runner_mod
     original_convert: Callable = runner_mod.convert_sync_batchnorm
+    if not _is_patched(original_convert):
 
-    def convert_sync_batchnorm(module, implementation='torch'):
-        if torch.cuda.is_available():
-            return original_convert(module, implementation)
-        from mmengine.logging import print_log
-        print_log(
-            'sync_bn is set but SyncBatchNorm needs GPUs; training on CPU '
-            'keeps per-process BatchNorm.', logger='current', level=30)
-        return module
+        @_patched(original_convert)
+        def convert_sync_batchnorm(module, implementation='torch'):
+            if _distributed_accelerator():
+                return original_convert(module, implementation)
+            print_log(
+                'sync_bn is set but SyncBatchNorm needs GPUs; training on '
+                'CPU keeps per-process BatchNorm.',
+                logger='current',
+                level=30)
+            return module
 
-    runner_mod.convert_sync_batchnorm = convert_sync_batchnorm
+        runner_mod.convert_sync_batchnorm = convert_sync_batchnorm
+
+
+# (name, fix): each is written for SUPPORTED_MMENGINE
+_FIXES = (
+    ('checkpoint loading', _patch_checkpoint_loading),
+    ('pkg:: config bases', _patch_package_utils),
+    ('AmpOptimWrapper without accelerator', _patch_amp_optim_wrapper),
+    ('distributed training on CPU', _patch_cpu_distributed),
+)
 
 
 def apply(force: Optional[bool] = False) -> None:
-    """Apply every compatibility fix once (idempotent)."""
+    """Apply every compatibility fix once (idempotent: ``force`` re-checks
+    them, and a fix already in place is not applied again).
+
+    Fixes are applied only to the mmengine versions in
+    :data:`SUPPORTED_MMENGINE`; on any other version each is skipped with a
+    warning that names it.
+    """
     global _APPLIED
     if _APPLIED and not force:
         return
-    _patch_checkpoint_loading()
-    _patch_package_utils()
-    _patch_amp_optim_wrapper()
-    _patch_cpu_distributed()
+    import mmengine
+    version = mmengine.__version__
+    if version not in SUPPORTED_MMENGINE:
+        warnings.warn(
+            f'mmcvt: mmengine {version} is not a version its compatibility '
+            f'fixes were written for ({", ".join(SUPPORTED_MMENGINE)}); '
+            'skipped: ' + ', '.join(name for name, _ in _FIXES) +
+            '. Install the pinned versions with tools/setup_env.sh, or check'
+            ' that this mmengine needs none of them.',
+            stacklevel=2)
+    else:
+        for _, fix in _FIXES:
+            fix()
     _APPLIED = True

@@ -59,7 +59,10 @@ step "torch $TORCH_VERSION + torchvision"
 # --- mmcv with compiled ops -----------------------------------------------------------------
 # No mmcv 2.1.0 wheel exists for torch 2.14, and its setup.py hard-codes -std=c++14/17 while
 # torch 2.14 headers need C++20. Build once, keep the wheel, reuse it.
-wheel_dir=$CACHE/wheels/torch-$TORCH_VERSION-py311
+# The wheel links against this torch build: the key names its version with
+# the local tag (+cpu, +cu130, ...) and its CUDA version.
+torch_build=$("$VENV/bin/python" -c 'import torch; print(torch.__version__.replace("+", "-") + "-cuda" + (torch.version.cuda or "none"))')
+wheel_dir=$CACHE/wheels/torch-$torch_build-py311
 have_mmcv() {
     "$VENV/bin/python" - <<EOF 2>/dev/null
 import mmcv, mmcv.ops
@@ -71,8 +74,10 @@ if have_mmcv; then
 else
     wheel=$(ls "$wheel_dir"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n1 || true)
     if [ -z "$wheel" ]; then
-        step "building mmcv $MMCV_VERSION with compiled ops (about 13 minutes on 2 cores; done once)"
+        step "building mmcv $MMCV_VERSION with compiled ops for torch $torch_build (about 13 minutes on 2 cores; done once, cached in $wheel_dir)"
         build=$(mktemp -d)
+        # the build folder goes away however this step ends
+        trap 'rm -rf "$build"' EXIT
         "$VENV/bin/python" -m pip download -q --no-deps --no-binary mmcv --no-build-isolation \
             -c "$ROOT/requirements/constraints.txt" -d "$build" "mmcv==$MMCV_VERSION"
         tar -xzf "$build"/mmcv-$MMCV_VERSION.tar.gz -C "$build"
@@ -86,7 +91,6 @@ else
         built=$(ls "$build"/dist/mmcv-*.whl)
         cp "$built" "$wheel_dir/.partial.whl"
         mv "$wheel_dir/.partial.whl" "$wheel_dir/$(basename "$built")"
-        rm -rf "$build"
         wheel=$wheel_dir/$(basename "$built")
     fi
     step "installing mmcv from $wheel"

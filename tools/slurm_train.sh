@@ -8,12 +8,18 @@ fi
 PARTITION=$1
 JOB_NAME=$2
 CONFIG=$3
-WORK_DIR=$4
+shift 3
+# WORK_DIR is optional: without it (or when the next argument is an option)
+# train.py picks ./work_dirs/<config name>
+WORK_DIR_ARGS=()
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
+    WORK_DIR_ARGS=(--work-dir="$1")
+    shift
+fi
 GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
-PY_ARGS=${@:5}
 DIR=$(dirname "$0")
 source "$DIR/_python.sh"
 
@@ -26,4 +32,4 @@ srun -p ${PARTITION} \
     --cpus-per-task=${CPUS_PER_TASK} \
     --kill-on-bad-exit=1 \
     ${SRUN_ARGS} \
-    "$PYTHON" -u "$DIR/train.py" ${CONFIG} --work-dir=${WORK_DIR} --launcher="slurm" ${PY_ARGS}
+    "$PYTHON" -u "$DIR/train.py" "${CONFIG}" ${WORK_DIR_ARGS[@]+"${WORK_DIR_ARGS[@]}"} --launcher="slurm" "$@"

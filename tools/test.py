@@ -13,8 +13,8 @@ from mmengine.config import Config, DictAction
 from mmengine.evaluator import DumpResults
 
 import mmcvt  # noqa: F401  (applies the compatibility fixes)
-from train import (build_runner, merge_common_args, parse_with_launcher,
-                   shutdown_distributed)
+from mmcvt.cli import (build_runner, merge_common_args, parse_with_launcher,
+                       shutdown_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

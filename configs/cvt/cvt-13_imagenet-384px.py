@@ -3,11 +3,10 @@
 # Official weights: CvT-13-384x384-IN-1k.pth (83.0 top-1).
 _base_ = [
     '../_base_/models/cvt-13.py',
-    '../_base_/datasets/imagenet_bs128_cvt_384.py',
+    '../_base_/datasets/imagenet_cvt-randaug_384.py',
     '../_base_/schedules/cvt_imagenet_bs2048_adamw.py',
     '../_base_/default_runtime.py',
 ]
 
 model = dict(backbone=dict(img_size=384))
 train_dataloader = dict(batch_size=256)
-sync_bn = 'torch'

@@ -2,11 +2,9 @@
 # Official weights: CvT-13-224x224-IN-1k.pth (81.6 top-1).
 _base_ = [
     '../_base_/models/cvt-13.py',
-    '../_base_/datasets/imagenet_bs128_cvt_224.py',
+    '../_base_/datasets/imagenet_cvt-randaug_224.py',
     '../_base_/schedules/cvt_imagenet_bs2048_adamw.py',
     '../_base_/default_runtime.py',
 ]
 
 train_dataloader = dict(batch_size=256)
-# the BN of the convolutional projections becomes SyncBN in distributed runs
-sync_bn = 'torch'

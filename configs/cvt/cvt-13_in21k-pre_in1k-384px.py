@@ -8,5 +8,3 @@ _base_ = [
     '../_base_/schedules/cvt_finetune_sgd_bs512_20k.py',
     '../_base_/default_runtime_iter.py',
 ]
-
-sync_bn = 'torch'

@@ -4,11 +4,10 @@
 # cvt-13_in21k-pre_in1k-384px.py or the configs in ../cvt_transfer/.
 _base_ = [
     '../_base_/models/cvt-13.py',
-    '../_base_/datasets/imagenet21k_bs128_cvt_224.py',
+    '../_base_/datasets/imagenet21k_cvt-randaug_224.py',
     '../_base_/schedules/cvt_imagenet_bs2048_adamw.py',
     '../_base_/default_runtime.py',
 ]
 
 model = dict(head=dict(num_classes=21841))
 train_dataloader = dict(batch_size=256)
-sync_bn = 'torch'

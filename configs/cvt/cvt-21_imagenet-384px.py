@@ -2,10 +2,10 @@
 # (cvt-21_imagenet.py). Official weights: CvT-21-384x384-IN-1k.pth (83.3).
 _base_ = [
     '../_base_/models/cvt-21.py',
-    '../_base_/datasets/imagenet_bs128_cvt_384.py',
+    '../_base_/datasets/imagenet_cvt-randaug_384.py',
     '../_base_/schedules/cvt_imagenet_bs1024_adamw.py',
     '../_base_/default_runtime.py',
 ]
 
 model = dict(backbone=dict(img_size=384))
-sync_bn = 'torch'
+train_dataloader = dict(batch_size=128)

@@ -2,10 +2,10 @@
 # (see cvt-13_in21k.py).
 _base_ = [
     '../_base_/models/cvt-21.py',
-    '../_base_/datasets/imagenet21k_bs128_cvt_224.py',
+    '../_base_/datasets/imagenet21k_cvt-randaug_224.py',
     '../_base_/schedules/cvt_imagenet_bs1024_adamw.py',
     '../_base_/default_runtime.py',
 ]
 
 model = dict(head=dict(num_classes=21841))
-sync_bn = 'torch'
+train_dataloader = dict(batch_size=128)

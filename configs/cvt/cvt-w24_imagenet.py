@@ -3,9 +3,8 @@
 # pre-training (cvt-w24_in21k.py -> cvt-w24_in21k-pre_in1k-384px.py).
 _base_ = [
     '../_base_/models/cvt-w24.py',
-    '../_base_/datasets/imagenet_bs128_cvt_224.py',
+    '../_base_/datasets/imagenet_cvt-randaug_224.py',
     '../_base_/schedules/cvt_imagenet_bs1024_adamw.py',
     '../_base_/default_runtime.py',
 ]
-
-sync_bn = 'torch'
+train_dataloader = dict(batch_size=128)

@@ -8,7 +8,6 @@ layout. Training crops are 120x168; inference runs on the whole
 non-square images, whose sizes are not multiples of 32. mmengine's Runner
 trains two iterations and validates.
 """
-import math
 import os.path as osp
 
 import pytest
@@ -17,7 +16,8 @@ import torch
 import mmcvt  # noqa: F401
 
 from .tiny_dense import (IMAGE_SIZES, SEG_DIR, backward_one_batch,
-                         check_trained, predict_val_batch, tiny_upernet_cfg,
+                         check_trained, evaluate_ground_truth_seg,
+                         predict_val_batch, tiny_upernet_cfg,
                          train_recorded, write_ade20k)
 
 CONFIG = osp.join(SEG_DIR,
@@ -38,7 +38,16 @@ def test_runner_trains_and_validates(trained):
     runner, record = trained
     check_trained(runner, record, 'iter_2.pth', weight_decay=0.01)
     assert 'mIoU' in record.metrics
-    assert math.isfinite(record.metrics['mIoU'])
+    assert 0 <= record.metrics['mIoU'] <= 100
+
+
+def test_evaluation_scores_ground_truth_perfectly(trained):
+    """The config's IoU evaluation gives 100 to the ground truth itself and
+    less to a wrong labelling: the metric of the trained model is measured on
+    the right label maps (ADE20K's reduce_zero_label included)."""
+    runner = trained[0]
+    assert evaluate_ground_truth_seg(runner)['mIoU'] == pytest.approx(100)
+    assert evaluate_ground_truth_seg(runner, shift=1)['mIoU'] < 50
 
 
 def test_backward_reaches_backbone(trained):

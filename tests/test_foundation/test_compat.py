@@ -9,6 +9,7 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 
 import mmcvt  # noqa: F401
+from mmcvt import compat
 from mmcvt.compat import TRUST_ENV
 
 
@@ -96,3 +97,101 @@ def test_train_tool_fixes_persistent_workers(tmp_path):
     with pytest.raises(ValueError, match='base_batch_size'):
         merge_args(Config(dict(optim_wrapper=dict())),
                    parse_args(['x.py', '--auto-scale-lr']))
+
+
+# ---------------------------------------------------------------------------
+# files that are not checkpoints
+# ---------------------------------------------------------------------------
+
+
+def test_random_bytes_are_not_a_checkpoint(tmp_path, monkeypatch):
+    """Not a pickle at all: say so (file name and size), and do not point
+    at the unsafe loader."""
+    path = tmp_path / 'weights.pth'
+    path.write_bytes(np.random.default_rng(0).bytes(1000))
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    with pytest.raises(ValueError) as info:
+        CheckpointLoader.load_checkpoint(str(path))
+    msg = str(info.value)
+    assert 'weights.pth (1,000 bytes) is not a readable PyTorch checkpoint' \
+        in msg
+    assert TRUST_ENV not in msg
+    # nor torch's advice to turn the safe loader off
+    assert 'weights_only' not in msg and info.value.__cause__ is None
+
+
+@pytest.mark.parametrize('content', ['truncated', 'empty', 'text'])
+def test_broken_files_name_the_file(tmp_path, content):
+    good = tmp_path / 'good.pth'
+    torch.save({'w': torch.ones(100)}, good)
+    path = tmp_path / f'{content}.pth'
+    if content == 'truncated':
+        data = good.read_bytes()
+        path.write_bytes(data[:len(data) // 2])
+    elif content == 'empty':
+        path.write_bytes(b'')
+    else:
+        path.write_text('model weights here\n')
+    with pytest.raises(ValueError,
+                       match=rf'{content}\.pth \([\d,]+ bytes\) is not a '
+                       'readable PyTorch checkpoint') as info:
+        CheckpointLoader.load_checkpoint(str(path))
+    assert TRUST_ENV not in str(info.value)
+
+
+# ---------------------------------------------------------------------------
+# applying the fixes: once, and only to the versions they were written for
+# ---------------------------------------------------------------------------
+
+
+def _patched_functions():
+    import mmengine.dist.utils as dist_utils
+    import mmengine.runner.runner as runner_mod
+    from mmengine.model import MMDistributedDataParallel
+    from mmengine.optim import AmpOptimWrapper
+    return (AmpOptimWrapper.__init__, dist_utils._init_dist_pytorch,
+            MMDistributedDataParallel.__init__,
+            runner_mod.convert_sync_batchnorm, HistoryBuffer.__getstate__)
+
+
+def test_fixes_are_applied_once():
+    before = _patched_functions()
+    assert all(getattr(f, compat._MARK, False) for f in before)
+    import importlib
+    importlib.reload(compat)  # a second import of the module
+    compat.apply(force=True)
+    compat.apply(force=True)
+    assert _patched_functions() == before  # no wrapper around a wrapper
+    # and the wrapped originals are mmengine's own
+    for f in before:
+        assert not getattr(f.__wrapped__, compat._MARK, False)
+
+
+def test_unsupported_mmengine_is_skipped_with_a_warning(monkeypatch):
+    import mmengine
+    from mmengine.optim import AmpOptimWrapper
+    monkeypatch.setattr(mmengine, '__version__', '0.11.0')
+    calls = []
+    monkeypatch.setattr(compat, '_FIXES',
+                        (('dummy fix', lambda: calls.append(1)), ))
+    with pytest.warns(UserWarning, match=r'mmengine 0\.11\.0.*skipped: '
+                      'dummy fix'):
+        compat.apply(force=True)
+    assert calls == []
+    monkeypatch.setattr(mmengine, '__version__',
+                        compat.SUPPORTED_MMENGINE[0])
+    compat.apply(force=True)
+    assert calls == [1]
+    assert getattr(AmpOptimWrapper.__init__, compat._MARK, False)
+
+
+@pytest.mark.parametrize('device,accelerator', [('cpu', None), ('mps', None),
+                                                ('cuda', 'cuda'),
+                                                ('npu', 'npu'),
+                                                ('mlu', 'mlu')])
+def test_no_accelerator_follows_mmengine(monkeypatch, device, accelerator):
+    """"No accelerator" is mmengine's get_device(), so NPU / MLU machines
+    keep their own distributed and AMP set-up."""
+    import mmengine.device
+    monkeypatch.setattr(mmengine.device, 'get_device', lambda: device)
+    assert compat._distributed_accelerator() == accelerator

@@ -246,13 +246,20 @@ def test_backward_every_param_gets_grad(out_type, qkv_proj):
         assert p.requires_grad and p.grad is not None, name
 
 
-def test_with_cp_equals_plain():
+@pytest.mark.parametrize('fused', [True, False])
+def test_with_cp_equals_plain(fused):
+    """Checkpointing changes memory only: the same outputs, gradients and
+    BatchNorm statistics (updated once per step, although the backward runs
+    each block's forward again)."""
     torch.manual_seed(0)
     plain = _tiny(out_indices=(0, 1, 2), out_type='raw', drop_path_rate=0.)
+    plain.set_fused(fused)
     ckpt = copy.deepcopy(plain)
     ckpt.with_cp = True
     for s in ckpt.stages:
         s.with_cp = True
+    plain.train()
+    ckpt.train()
     x = _img(2, 3, 64, 64)
     outs_a = plain(x)
     outs_b = ckpt(x)
@@ -262,6 +269,12 @@ def test_with_cp_equals_plain():
     sum(o.sum() for o in outs_b).backward()
     for (n, p), q in zip(plain.named_parameters(), ckpt.parameters()):
         torch.testing.assert_close(p.grad, q.grad, msg=n)
+    buffers = dict(ckpt.named_buffers())
+    assert any(n.endswith('num_batches_tracked') for n in buffers)
+    for n, b in plain.named_buffers():
+        torch.testing.assert_close(buffers[n], b, rtol=0, atol=0, msg=n)
+        if n.endswith('num_batches_tracked'):
+            assert int(buffers[n]) == 1, n
     # built with with_cp=True
     assert all(s.with_cp for s in CvT(TINY, with_cp=True).stages)
 
@@ -538,13 +551,24 @@ def test_per_stage_knobs():
 
 
 def test_init_weights():
+    torch.manual_seed(0)
     model = CvT(TINY)
     model.init_weights()
     fc1 = model.stages[2].blocks[0].mlp.fc1
     assert torch.all(fc1.bias == 0)
-    # timm/official trunc_normal_(std=.02) truncates at +-2 (absolute)
-    assert fc1.weight.abs().max() < 0.2
-    assert 0.015 < fc1.weight.std() < 0.025
+    # the official trunc_normal_(std=.02) truncates at +-2 (absolute), 100
+    # standard deviations: in effect a plain N(0, 0.02^2). A truncation at
+    # 2 std (timm's trunc_normal_tf_ style) would have std ~0.0176 and no
+    # value beyond 0.04; a wrong std shows in the spread.
+    w = torch.cat([
+        m.weight.flatten() for m in model.modules()
+        if isinstance(m, nn.Linear)
+    ])
+    assert w.numel() > 40000
+    assert w.std() == pytest.approx(0.02, rel=0.03)
+    assert w.mean().abs() < 0.001
+    beyond = (w.abs() > 0.06).float().mean()  # P(|z| > 3) = 0.27%
+    assert 0.0015 < beyond < 0.004
     assert torch.all(model.stages[0].blocks[0].attn.conv_proj_q.bn.weight ==
                      1)
     assert torch.all(model.norm.weight == 1) and torch.all(model.norm.bias ==
@@ -638,6 +662,73 @@ def test_error_options():
         CvT(TINY, norm_cfg=dict(type='BN'))
     with pytest.raises(ValueError, match='Unknown act_cfg type'):
         CvT(TINY, act_cfg=dict(type='NoSuchAct'))
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(drop_path_rate=1.0), 'drop_path_rate must be a probability'),
+    (dict(drop_path_rate=-0.1), 'drop_path_rate must be a probability'),
+    (dict(drop_path_rate=(0., 0.2, 1.5)), 'got 1.5'),
+    (dict(drop_rate=1.0), 'drop_rate must be'),
+    (dict(attn_drop_rate=-1.), 'attn_drop_rate must be'),
+    (dict(in_channels=0), 'in_channels must be a positive int'),
+    (dict(in_channels=2.5), 'in_channels must be a positive int'),
+])
+def test_error_bad_rates_and_channels(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CvT(TINY, **kwargs)
+
+
+@pytest.mark.parametrize('dtype', [torch.uint8, torch.int64])
+def test_error_integer_input(dtype):
+    model = CvT(TINY).eval()
+    x = torch.zeros(1, 3, 32, 32, dtype=dtype)
+    with pytest.raises(TypeError, match='floating-point image tensor'):
+        model(x)
+
+
+def test_error_input_dtype_differs_from_weights():
+    model = CvT(TINY).eval()
+    with pytest.raises(TypeError, match=r'torch.float64 but its weights are '
+                       r'torch.float32.*x.to\(torch.float32\)'):
+        model(torch.zeros(1, 3, 32, 32, dtype=torch.float64))
+    # what the message suggests works; so does autocast
+    assert model.double()(torch.zeros(1, 3, 32, 32,
+                                      dtype=torch.float64))[0].dtype == \
+        torch.float64
+    model.float()
+    with torch.autocast('cpu', dtype=torch.bfloat16), torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32, dtype=torch.float64))
+
+
+def test_load_shape_mismatch_is_an_error(tmp_path):
+    """A checkpoint tensor of another shape does not leave that layer at
+    its random initialisation with only a log line."""
+    source = _tiny()
+    sd = {'backbone.' + k: v for k, v in source.state_dict().items()}
+    key = 'backbone.stages.1.blocks.0.mlp.fc1.weight'
+    sd[key] = torch.zeros(64, 32)  # this arch has mlp_ratio 4: (128, 32)
+    path = tmp_path / 'ckpt.pth'
+    torch.save({'state_dict': sd}, path)
+    model = CvT(TINY, init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                                    prefix='backbone.'))
+    with pytest.raises(ValueError, match=r'stages\.1\.blocks\.0\.mlp\.fc1'
+                       r'\.weight: checkpoint \(64, 32\), model \(128, 32\)'):
+        model.init_weights()
+
+
+def test_load_resizes_pos_embed():
+    """Position embeddings trained at one size load into a model built for
+    another (bicubically resized), as for fine-tuning 224 -> 384."""
+    src = CvT(TINY, pos_embed=True, img_size=64)
+    dst = CvT(TINY, pos_embed=True, img_size=96)
+    sd = src.state_dict()
+    assert sd['stages.0.pos_embed'].shape[1] == 16 * 16
+    missing, unexpected = dst.load_state_dict(sd, strict=True)
+    assert dst.stages[0].pos_embed.shape[1] == 24 * 24
+    from mmcvt.models.backbones.cvt import resize_pos_embed
+    torch.testing.assert_close(
+        dst.stages[0].pos_embed.data,
+        resize_pos_embed(sd['stages.0.pos_embed'], (16, 16), (24, 24)))
 
 
 def test_error_wrong_channels():

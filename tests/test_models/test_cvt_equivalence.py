@@ -8,11 +8,11 @@ the official QuickGELU, BatchNorm statistics randomised) is converted with
 import pytest
 import torch
 import torch.nn as nn
+# a pinned test dependency: imported plainly, so a broken install fails
+import transformers
 
 from mmcvt.models import CvT
 from mmcvt.models.backbones.cvt import QuickGELU, convert_hf_to_mmcvt
-
-transformers = pytest.importorskip('transformers')
 
 TOL = 1e-5
 

@@ -1,6 +1,7 @@
 """Tests of the CvT checkpoint converters and tools/model_converters/
 cvt_to_mmcvt.py."""
 import importlib.util
+import json
 import os.path as osp
 import re
 import subprocess
@@ -26,9 +27,23 @@ TINY = dict(
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
+# state_dict() keys and shapes of the official CvT-13 (lib/models/cls_cvt.py;
+# written by tests/data/make_official_keys.py)
+with open(osp.join(ROOT, 'tests', 'data', 'official_cvt-13_keys.json')) as f:
+    OFFICIAL_CVT13 = json.load(f)
+
+
+def _key_pattern(key):
+    return re.sub(r'\d+', '#', key)
+
+
+OFFICIAL_PATTERNS = {_key_pattern(k) for k in OFFICIAL_CVT13}
+
+
 def _official_from(model, num_classes=10, seed=0):
-    """An official-format state dict (``stage{i}.*``, ``norm``, ``head``)
-    built by renaming independently of the code under test."""
+    """An official-format state dict (``stage{i}.*``, ``norm``, ``head``) for
+    a small arch, built by renaming independently of the code under test; every
+    key has the form of a key of the real official model."""
     g = torch.Generator().manual_seed(seed)
     sd = {}
     for k, v in model.state_dict().items():
@@ -38,11 +53,23 @@ def _official_from(model, num_classes=10, seed=0):
     c = model.embed_dims[-1]
     sd['head.weight'] = torch.randn(num_classes, c, generator=g)
     sd['head.bias'] = torch.randn(num_classes, generator=g)
+    unofficial = {_key_pattern(k) for k in sd} - OFFICIAL_PATTERNS
+    assert not unofficial, f'not official key forms: {sorted(unofficial)}'
     return sd
 
 
+def _official_cvt13(seed=0):
+    """A state dict with exactly the official CvT-13's keys and shapes."""
+    g = torch.Generator().manual_seed(seed)
+    return {
+        k: torch.tensor(7) if k.endswith('num_batches_tracked') else
+        torch.randn(shape, generator=g)
+        for k, shape in OFFICIAL_CVT13.items()
+    }
+
+
 def _hf_tiny():
-    transformers = pytest.importorskip('transformers')
+    import transformers
     torch.manual_seed(0)
     config = transformers.CvtConfig(
         embed_dim=TINY['embed_dims'],
@@ -151,6 +178,27 @@ def test_convert_errors():
         convert_hf_to_mmcvt({
             'cvt.encoder.stages.0.layers.0.weird.weight': torch.ones(1)
         })
+
+
+def test_convert_real_official_layout(tmp_path):
+    """The official CvT-13's own keys convert to exactly this CvT-13's state
+    dict plus the head, and load through init_cfg with every tensor in
+    place."""
+    official = _official_cvt13()
+    assert detect_format(official) == 'official'
+    out = convert_official_to_mmcvt(official)
+    model = CvT('13')
+    assert set(out) == {'backbone.' + k for k in model.state_dict()} | {
+        'head.fc.weight', 'head.fc.bias'}
+    for k, v in model.state_dict().items():
+        assert out['backbone.' + k].shape == v.shape, k
+    path = tmp_path / 'CvT-13-224x224-IN-1k.pth'
+    torch.save(official, path)
+    model = CvT('13', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, official[re.sub(r'^stages\.(\d+)\.',
+                                              r'stage\1.', k)]), k
 
 
 def test_infer_arch_of_zoo():

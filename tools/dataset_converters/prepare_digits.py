@@ -13,6 +13,10 @@ training and a validation set, in the layout of mmpretrain's
         val/<digit>/<index>.png
         meta/train.txt               # "<digit>/<index>.png <label>" lines,
         meta/val.txt                 # usable as `ann_file` (optional)
+        meta/settings.json           # the arguments it was written with
+
+A folder written with other ``--size`` / ``--val-ratio`` / ``--seed`` is
+rewritten; one written with the same settings is reused.
 
 Usage::
 
@@ -21,6 +25,7 @@ Usage::
 The demo config ``configs/demo/cvt-tiny_digits.py`` reads ``data/digits``.
 """
 import argparse
+import json
 import os
 import os.path as osp
 import shutil
@@ -82,7 +87,19 @@ def to_image(pixels: np.ndarray, size: int) -> Image.Image:
     return img.convert('RGB')
 
 
-def _complete(out: str, splits: dict) -> bool:
+def _settings_file(out: str) -> str:
+    return osp.join(out, 'meta', 'settings.json')
+
+
+def _complete(out: str, splits: dict, settings: dict) -> bool:
+    """Whether ``out`` holds every image of ``splits``, written with these
+    settings."""
+    try:
+        with open(_settings_file(out)) as f:
+            if json.load(f) != settings:
+                return False
+    except (OSError, ValueError):
+        return False
     for split, idx in splits.items():
         ann = osp.join(out, 'meta', f'{split}.txt')
         if not osp.isfile(ann):
@@ -110,9 +127,17 @@ def prepare_digits(out: str = 'data/digits',
     images, labels = digits.images, digits.target
     splits = split_indices(labels, val_ratio, seed)
     counts = {k: len(v) for k, v in splits.items()}
-    if not force and _complete(out, splits):
-        print(f'{out} is already complete ({counts}); use --force to rewrite')
+    settings = dict(size=size, val_ratio=val_ratio, seed=seed)
+    if not force and _complete(out, splits, settings):
+        print(f'{out} is already complete ({counts}, {settings}); use '
+              '--force to rewrite')
         return counts
+    if size < 1:
+        raise ValueError(f'--size must be a positive number of pixels, got '
+                         f'{size}')
+    # a rewrite drops the old settings first: an interrupted one is redone
+    if osp.exists(_settings_file(out)):
+        os.remove(_settings_file(out))
 
     for split in SPLITS:
         shutil.rmtree(osp.join(out, split), ignore_errors=True)
@@ -132,6 +157,8 @@ def prepare_digits(out: str = 'data/digits',
             lines.append(f'{rel} {label}')
         with open(osp.join(out, 'meta', f'{split}.txt'), 'w') as f:
             f.write('\n'.join(lines) + '\n')
+    with open(_settings_file(out), 'w') as f:
+        json.dump(settings, f)
     print(f'wrote {counts["train"]} training and {counts["val"]} validation '
           f'images ({size}x{size} RGB PNG, 10 classes) to {out}')
     return counts

@@ -6,7 +6,7 @@
 # random 384 crop, horizontal flip; no RandAugment / erasing / Mixup.
 # Test: plain 384x384 bicubic resize, no crop.
 # 8 GPUs x 64 = total batch 512 (paper, Sec. 4.1 "Fine-tuning").
-_base_ = './imagenet_bs128_cvt_384.py'
+_base_ = './imagenet_cvt-randaug_384.py'
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -7,5 +7,3 @@ _base_ = [
     '../../_base_/schedules/cvt_finetune_sgd_bs512_500.py',
     '../../_base_/default_runtime_iter.py',
 ]
-
-sync_bn = 'torch'

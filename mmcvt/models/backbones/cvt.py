@@ -35,8 +35,11 @@ The file reads top to bottom: small layers, the transformer block, a stage,
 the :class:`CvT` backbone, the checkpoint converters (official and
 HuggingFace ``transformers`` layouts) and the architecture variants.
 """
+import contextlib
 import copy
+import functools
 import re
+import warnings
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -46,6 +49,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
+from torch.nn.modules import module as _nn_module
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
@@ -224,6 +228,11 @@ def _onednn_linear_ok(x: torch.Tensor) -> bool:
 
 
 def _has_hooks(*modules: nn.Module) -> bool:
+    """Whether a forward (pre-)hook would see these modules run, including
+    hooks registered globally with ``register_module_forward_hook``."""
+    if (_nn_module._global_forward_hooks
+            or _nn_module._global_forward_pre_hooks):
+        return True
     return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
@@ -246,9 +255,17 @@ def linear(x: torch.Tensor,
     autograd, autocast, ``torch.compile``, tracing or a dispatch mode is
     active, it is ``F.linear``.
     """
+    global _HAS_ONEDNN_LINEAR
     if _onednn_linear_ok(x):
-        return torch.ops.mkldnn._linear_pointwise(
-            x, weight, bias, 'swish' if silu else 'none', [], '')
+        try:
+            return torch.ops.mkldnn._linear_pointwise(
+                x, weight, bias, 'swish' if silu else 'none', [], '')
+        except Exception as e:  # a private op: its signature may change
+            _HAS_ONEDNN_LINEAR = False
+            warnings.warn(
+                'CvT: oneDNN linear (torch.ops.mkldnn._linear_pointwise) '
+                f'failed ({type(e).__name__}: {e}); using F.linear from now '
+                'on. Outputs are unchanged, CPU inference is slower.')
     x = F.linear(x, weight, bias)
     return F.silu(x, inplace=not torch.is_grad_enabled()) if silu else x
 
@@ -616,8 +633,10 @@ class Mlp(nn.Module):
     @property
     def folds_quick_gelu(self) -> bool:
         """Whether :meth:`forward` takes the folded ``silu`` path."""
+        # not with hooks on the activation: the folded path never calls it
         return (self.fused and type(self.act) is QuickGELU
-                and _is_plain_linear(self.fc1) and _is_plain_linear(self.fc2))
+                and not _has_hooks(self.act) and _is_plain_linear(self.fc1)
+                and _is_plain_linear(self.fc2))
 
     def folded_weights(self) -> Tuple[torch.Tensor, ...]:
         """``(a W1, a b1, W2 / a, b2)`` with ``a = 1.702``."""
@@ -702,11 +721,13 @@ class CvTBlock(nn.Module):
         return x
 
     def _mlp_in_chunks(self, x: torch.Tensor) -> bool:
-        # not with hooks: they would see chunks instead of the whole tensor
+        # not with hooks on any module that runs per chunk (norm2, the MLP
+        # and its layers, or global ones): they would see chunks instead of
+        # the whole tensor
         return (isinstance(self.mlp, Mlp) and self.mlp.fused
                 and x.device.type == 'cpu' and not self.training
                 and not torch.is_grad_enabled()
-                and not _has_hooks(self.mlp, self.norm2)
+                and not _has_hooks(self.norm2, *self.mlp.modules())
                 and not _standard_ops_expected())
 
     def _mlp_residual_chunked(self, x: torch.Tensor) -> torch.Tensor:
@@ -816,10 +837,38 @@ class CvTStage(nn.Module):
         x = self.pos_drop(x)
         for block in self.blocks:
             if self.with_cp and x.requires_grad:
-                x = cp.checkpoint(block, x, hw_shape, use_reentrant=False)
+                # the backward re-runs the block: its BatchNorm statistics
+                # must move once per step, as without checkpointing
+                x = cp.checkpoint(
+                    block,
+                    x,
+                    hw_shape,
+                    use_reentrant=False,
+                    context_fn=functools.partial(_recompute_contexts, block))
             else:
                 x = block(x, hw_shape)
         return x, hw_shape
+
+
+@contextlib.contextmanager
+def _bn_stats_restored(module: nn.Module):
+    """Put every BatchNorm buffer of ``module`` (running statistics and
+    ``num_batches_tracked``) back as it was on entry."""
+    buffers = [(b, b.clone()) for m in module.modules()
+               if isinstance(m, _BatchNorm) for b in m.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+
+
+def _recompute_contexts(module: nn.Module) -> tuple:
+    """``context_fn`` of :func:`torch.utils.checkpoint.checkpoint`: the
+    forward runs as usual; the recomputation in the backward (the same batch,
+    so the same normalisation) leaves the BatchNorm statistics untouched."""
+    return contextlib.nullcontext(), _bn_stats_restored(module)
 
 
 # --------------------------------------------------------------------------
@@ -970,6 +1019,10 @@ class CvT(BaseModule):
         self.num_heads = list(self.arch_settings['num_heads'])
         self.depths = list(self.arch_settings['depths'])
         self.num_stages = num_stages = len(self.depths)
+        if isinstance(in_channels, bool) or not isinstance(
+                in_channels, int) or in_channels < 1:
+            raise ValueError(f'in_channels must be a positive int (3 for RGB '
+                             f'images), got {in_channels!r}.')
         self.in_channels = in_channels
 
         def per_stage(name, value, default):
@@ -1037,6 +1090,15 @@ class CvT(BaseModule):
         else:
             rates = per_stage('drop_path_rate', drop_path_rate, None)
         self.drop_path_rates = [float(r) for r in rates]
+        for name, values in (('drop_path_rate', self.drop_path_rates),
+                             ('drop_rate', [drop_rate]),
+                             ('attn_drop_rate', [attn_drop_rate])):
+            bad = [v for v in values if not 0. <= v < 1.]
+            if bad:
+                raise ValueError(
+                    f'{name} must be a probability in [0, 1), got {bad[0]} '
+                    f'(per stage: {values}). 0 turns it off; CvT uses '
+                    'drop_path_rate 0.1 (CvT-13/21) or 0.3 (W24).')
 
         # ---- outputs ------------------------------------------------------
         if isinstance(out_indices, int):
@@ -1301,9 +1363,47 @@ class CvT(BaseModule):
                     state_dict[prefix + k] = v
                 local = converted
             self._check_arch_compatible(local)
+            self._check_shapes(state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, local_metadata,
                                       strict, missing_keys, unexpected_keys,
                                       error_msgs)
+
+    def _check_shapes(self, state_dict: dict, prefix: str) -> None:
+        """Resize position embeddings to this model's grid; raise on any
+        other tensor whose shape differs from this model's (loading would
+        leave that layer at its random initialisation)."""
+        own = dict(self.named_parameters())
+        own.update(self.named_buffers())
+        mismatched = []
+        for name, target in own.items():
+            key = prefix + name
+            value = state_dict.get(key)
+            if not isinstance(value, torch.Tensor) or (value.shape
+                                                       == target.shape):
+                continue
+            stage = re.match(r'^stages\.(\d+)\.pos_embed$', name)
+            if stage and value.dim() == 3 and value.shape[2] == \
+                    target.shape[2]:
+                side = int(round(value.shape[1]**0.5))
+                if side * side == value.shape[1]:
+                    dst = self.stages[int(stage[1])].pos_embed_shape
+                    state_dict[key] = resize_pos_embed(value, (side, side),
+                                                       dst)
+                    print_log(
+                        f'CvT: resized {key} from a {side}x{side} to a '
+                        f'{dst[0]}x{dst[1]} grid (bicubic).',
+                        logger='current')
+                    continue
+            mismatched.append(f'{key}: checkpoint {tuple(value.shape)}, '
+                              f'model {tuple(target.shape)}')
+        if mismatched:
+            raise ValueError(
+                'Checkpoint tensors do not fit this '
+                f'{self.arch_name} backbone: ' + '; '.join(mismatched[:8]) +
+                (' ...' if len(mismatched) > 8 else '') + '. Build the '
+                'backbone with the settings the checkpoint was trained with '
+                '(mlp_ratio, qkv_proj, patch sizes, in_channels, ...), or '
+                'remove these keys from the checkpoint to train them anew.')
 
     def _check_arch_compatible(self, state_dict: dict) -> None:
         """Raise if a checkpoint's stage structure belongs to another arch."""
@@ -1326,9 +1426,24 @@ class CvT(BaseModule):
     # ---- forward --------------------------------------------------------
 
     def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError('CvT expects a (B, C, H, W) image tensor, got '
+                            f'{type(x).__name__}.')
         if x.dim() != 4:
             raise ValueError('CvT expects a (B, C, H, W) image tensor, got '
                              f'shape {tuple(x.shape)}.')
+        weight = self.stages[0].patch_embed.proj.weight
+        if not x.is_floating_point():
+            raise TypeError(
+                f'CvT expects a floating-point image tensor ({weight.dtype},'
+                f' like its weights), got {x.dtype}. Convert and normalise '
+                'the images first, e.g. (x.float() - mean) / std, as the '
+                "toolkits' data preprocessors do.")
+        if x.dtype != weight.dtype and not _autocast_active(x):
+            raise TypeError(
+                f'CvT input is {x.dtype} but its weights are {weight.dtype}. '
+                f'Cast the input (x.to({weight.dtype})), the model '
+                f'(model.to({x.dtype})), or run under torch.autocast.')
         if x.shape[1] != self.in_channels:
             raise ValueError(
                 f'CvT expected in_channels={self.in_channels} input '

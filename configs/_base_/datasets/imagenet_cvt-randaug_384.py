@@ -1,7 +1,7 @@
 # ImageNet-1k at 384x384: the 224 training augmentation at 384, and for
 # testing a plain 384x384 bicubic resize without cropping (the official 384
 # models are evaluated with `CENTER_CROP: false`).
-_base_ = './imagenet_bs128_cvt_224.py'
+_base_ = './imagenet_cvt-randaug_224.py'
 
 train_pipeline = [
     dict(t, scale=384) if t['type'] == 'RandomResizedCrop' else t
