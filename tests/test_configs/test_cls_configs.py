@@ -327,8 +327,8 @@ def _backbone_gmacs(cfg, size=224):
     from torch.utils.flop_counter import FlopCounterMode
     model = _build_model(cfg).backbone.eval()
     counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad(), torch.device('meta'):
-        model(torch.empty(1, 3, size, size, device='meta'))
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
     return counter.get_total_flops() / 2 / 1e9
 
 
