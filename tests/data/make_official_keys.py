@@ -18,7 +18,6 @@ import os.path as osp
 import sys
 import types
 
-import torch
 import torch.nn as nn
 
 

@@ -15,7 +15,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.flop_counter import FlopCounterMode
 
 from mmcvt.models import CvT
-from mmcvt.models.backbones.cvt import ConvAttention, DropPath, QuickGELU
+from mmcvt.models.backbones.cvt import ConvAttention
+from mmcvt.models.layers import DropPath, QuickGELU
 
 TINY = dict(
     embed_dims=[16, 32, 48],
@@ -113,7 +114,7 @@ def test_flops_match_naive_attention_on_real_tensors():
     model = _tiny().eval()
     for m in model.modules():
         if isinstance(m, ConvAttention):
-            m.fused_attn = False
+            m.fused = False
     counts = []
     for device in ('cpu', 'meta'):
         model_d = model if device == 'cpu' else _meta(TINY).eval()
@@ -401,7 +402,7 @@ def test_sdpa_equals_naive_attention():
         fused = model(x)
         for m in model.modules():
             if isinstance(m, ConvAttention):
-                m.fused_attn = False
+                m.fused = False
         naive = model(x)
     for a, b in zip(fused, naive):
         assert (a - b).abs().max() < 1e-5
@@ -519,7 +520,7 @@ def test_qkv_proj_variants(qkv_proj):
     attn = model.stages[1].blocks[0].attn
     assert attn.conv_proj_q is None
     if qkv_proj == 'avg':
-        assert isinstance(attn.conv_proj_k.avg, nn.AvgPool2d)
+        assert isinstance(attn.conv_proj_k, nn.AvgPool2d)
     else:
         assert attn.conv_proj_k is None and attn.conv_proj_v is None
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
@@ -538,7 +539,7 @@ def test_per_stage_knobs():
         out_indices=(0, 1, 2),
         out_type='featmap')
     assert model.stages[0].blocks[0].attn.conv_proj_k.conv.stride == (2, 2)
-    assert model.stages[1].blocks[0].attn.conv_proj_k.avg.kernel_size == 5
+    assert model.stages[1].blocks[0].attn.conv_proj_k.kernel_size == 5
     assert model.stages[1].blocks[0].attn.proj_q.bias is None
     assert model.stages[1].blocks[0].mlp.fc1.out_features == 64
     assert model.stages[2].blocks[0].mlp.fc1.out_features == 48
@@ -561,13 +562,13 @@ def test_init_weights():
     # 2 std (timm's trunc_normal_tf_ style) would have std ~0.0176 and no
     # value beyond 0.04; a wrong std shows in the spread.
     w = torch.cat([
-        m.weight.flatten() for m in model.modules()
+        m.weight.detach().flatten() for m in model.modules()
         if isinstance(m, nn.Linear)
     ])
     assert w.numel() > 40000
-    assert w.std() == pytest.approx(0.02, rel=0.03)
+    assert w.std().item() == pytest.approx(0.02, rel=0.03)
     assert w.mean().abs() < 0.001
-    beyond = (w.abs() > 0.06).float().mean()  # P(|z| > 3) = 0.27%
+    beyond = (w.abs() > 0.06).float().mean().item()  # P(|z| > 3) = 0.27%
     assert 0.0015 < beyond < 0.004
     assert torch.all(model.stages[0].blocks[0].attn.conv_proj_q.bn.weight ==
                      1)
@@ -697,7 +698,10 @@ def test_error_input_dtype_differs_from_weights():
         torch.float64
     model.float()
     with torch.autocast('cpu', dtype=torch.bfloat16), torch.no_grad():
-        model(torch.zeros(1, 3, 32, 32, dtype=torch.float64))
+        model(torch.zeros(1, 3, 32, 32))
+        # autocast casts float32 inputs only
+        with pytest.raises(TypeError, match='torch.float64 but its weights'):
+            model(torch.zeros(1, 3, 32, 32, dtype=torch.float64))
 
 
 def test_load_shape_mismatch_is_an_error(tmp_path):
@@ -725,7 +729,7 @@ def test_load_resizes_pos_embed():
     assert sd['stages.0.pos_embed'].shape[1] == 16 * 16
     missing, unexpected = dst.load_state_dict(sd, strict=True)
     assert dst.stages[0].pos_embed.shape[1] == 24 * 24
-    from mmcvt.models.backbones.cvt import resize_pos_embed
+    from mmcvt.models.layers import resize_pos_embed
     torch.testing.assert_close(
         dst.stages[0].pos_embed.data,
         resize_pos_embed(sd['stages.0.pos_embed'], (16, 16), (24, 24)))

@@ -12,7 +12,8 @@ import torch.nn as nn
 import transformers
 
 from mmcvt.models import CvT
-from mmcvt.models.backbones.cvt import QuickGELU, convert_hf_to_mmcvt
+from mmcvt.models.layers import QuickGELU
+from mmcvt.models.utils import convert_hf_to_mmcvt
 
 TOL = 1e-5
 

@@ -16,8 +16,9 @@ import torch
 import torch.nn as nn
 
 from mmcvt.models import CvT
-from mmcvt.models.backbones import cvt
-from mmcvt.models.backbones.cvt import DWConvBN, Mlp
+from mmcvt.models.backbones.cvt import ConvAttention, DWConvBN, Mlp
+from mmcvt.models.layers import Path, select_path
+from mmcvt.models.layers import fast_paths as fp
 
 from .test_cvt import COMPILE_ARCH, _img, _randomise_bn
 
@@ -61,9 +62,8 @@ def test_set_fused_switches_every_fast_path():
     fast, ref = _pair()
     for model, mode in ((fast, True), (ref, False)):
         flags = [
-            getattr(m, 'fused_attn', getattr(m, 'fused', None))
-            for m in model.modules()
-            if isinstance(m, (Mlp, DWConvBN)) or hasattr(m, 'fused_attn')
+            m.fused for m in model.modules()
+            if isinstance(m, (ConvAttention, Mlp, DWConvBN))
         ]
         assert flags and all(f is mode for f in flags)
     # same parameters and state dict in both modes
@@ -87,7 +87,7 @@ def test_eval_fast_equals_reference(out_type, qkv_proj):
 def test_eval_chunked_mlp_equals_reference(monkeypatch):
     """Several chunks per stage, the last one ragged."""
     # 100 rows per chunk in stage 0 (hidden width 64)
-    monkeypatch.setattr(cvt, '_MLP_CHUNK_ELEMENTS', 6400)
+    monkeypatch.setattr(fp, 'MLP_CHUNK_ELEMENTS', 6400)
     fast, ref = _pair(out_indices=(0, 1, 2), out_type='raw')
     fast.eval(), ref.eval()
     chunks = []
@@ -118,7 +118,7 @@ def test_deploy_equals_reference():
                                             (0.1, 6400)])
 def test_train_fast_equals_reference(momentum, chunk, monkeypatch):
     if chunk:  # several (ragged) row chunks in the MLP of every stage
-        monkeypatch.setattr(cvt, '_MLP_CHUNK_ELEMENTS', chunk)
+        monkeypatch.setattr(fp, 'MLP_CHUNK_ELEMENTS', chunk)
     fast, ref = _pair(out_indices=(0, 1, 2), out_type='cls_token')
     for model in (fast, ref):
         for m in model.modules():
@@ -270,8 +270,8 @@ def test_inference_linear_equals_f_linear(silu, onednn, monkeypatch):
     """``linear``: oneDNN (bias and silu fused) in fp32 CPU inference, else
     ``F.linear``; the same numbers either way, for 2-D / 3-D and
     non-contiguous inputs."""
-    monkeypatch.setattr(cvt, '_HAS_ONEDNN_LINEAR',
-                        onednn and cvt._HAS_ONEDNN_LINEAR)
+    monkeypatch.setattr(fp, '_HAS_ONEDNN_LINEAR',
+                        onednn and fp._HAS_ONEDNN_LINEAR)
     g = torch.Generator().manual_seed(0)
     w, b = torch.randn(24, 16, generator=g), torch.randn(24, generator=g)
     for x in (torch.randn(37, 16, generator=g),
@@ -281,14 +281,15 @@ def test_inference_linear_equals_f_linear(silu, onednn, monkeypatch):
         if silu:
             ref = torch.nn.functional.silu(ref)
         with torch.no_grad():
-            assert cvt._onednn_linear_ok(x) == cvt._HAS_ONEDNN_LINEAR
-            out = cvt.linear(x, w, b, silu=silu)
+            onednn_path = select_path(x, True) is Path.ONEDNN_INFER
+            assert onednn_path == fp._HAS_ONEDNN_LINEAR
+            out = fp.fused_linear(x, w, b, silu=silu, onednn=onednn_path)
         assert out.shape == ref.shape
         assert (out - ref).abs().max() < 1e-5
         # with autograd it is F.linear, and gradients flow
         xg = x.clone().requires_grad_()
-        assert not cvt._onednn_linear_ok(xg)
-        cvt.linear(xg, w, b, silu=silu).sum().backward()
+        assert select_path(xg, True) is not Path.ONEDNN_INFER
+        fp.fused_linear(xg, w, b, silu=silu).sum().backward()
         assert xg.grad is not None
 
 
@@ -297,7 +298,7 @@ def test_onednn_linear_available_here():
     ship oneDNN."""
     import platform
     if platform.machine().lower() in ('x86_64', 'amd64'):
-        assert cvt._HAS_ONEDNN_LINEAR
+        assert fp._HAS_ONEDNN_LINEAR
 
 
 @pytest.mark.parametrize('mode', ['infer', 'train'])
@@ -305,15 +306,15 @@ def test_flop_count_fast_equals_reference(mode, monkeypatch):
     """FLOP counters see the same matmuls on the fast paths (they fall back
     to whole standard ops under a dispatch mode)."""
     from torch.utils.flop_counter import FlopCounterMode
-    monkeypatch.setattr(cvt, '_MLP_CHUNK_ELEMENTS', 6400)
+    monkeypatch.setattr(fp, 'MLP_CHUNK_ELEMENTS', 6400)
     counts = []
     for model in _pair(out_indices=(2, ), out_type='cls_token'):
         # explicit attention in both: FlopCounterMode has no formula for
         # the CPU flash-attention kernel (tools/analysis/benchmark.py adds
         # one); this test is about the linears, MLP and projections
         for m in model.modules():
-            if hasattr(m, 'fused_attn'):
-                m.fused_attn = False
+            if isinstance(m, ConvAttention):
+                m.fused = False
         model.train(mode == 'train')
         counter = FlopCounterMode(display=False)
         x = _img(2, 3, 64, 64)
@@ -326,15 +327,17 @@ def test_flop_count_fast_equals_reference(mode, monkeypatch):
         counts.append(counter.get_total_flops())
     assert counts[0] == counts[1] > 0
     # the counter sees these standard ops only because the fast model falls
-    # back under it: its own paths differ (the projections' conv recomputed
-    # in the backward; oneDNN linears the counter has no formula for)
-    if mode == 'train' or cvt._HAS_ONEDNN_LINEAR:
+    # back under it (a dispatch mode, with global module hooks): its own
+    # paths differ (the projections' conv recomputed in the backward; oneDNN
+    # linears the counter has no formula for)
+    if mode == 'train' or fp._HAS_ONEDNN_LINEAR:
         fast = _pair(out_indices=(2, ), out_type='cls_token')[0]
         fast.train(mode == 'train')
         for m in fast.modules():
-            if hasattr(m, 'fused_attn'):
-                m.fused_attn = False
-        monkeypatch.setattr(cvt, '_standard_ops_expected', lambda: False)
+            if isinstance(m, ConvAttention):
+                m.fused = False
+        monkeypatch.setattr(fp, 'tools_watching_ops', lambda: False)
+        monkeypatch.setattr(fp, 'has_hooks', lambda *modules: False)
         counter = FlopCounterMode(display=False)
         if mode == 'infer':
             with counter, torch.no_grad():
@@ -359,12 +362,12 @@ def test_onednn_linear_failure_falls_back_once(monkeypatch):
         calls.append(1)
         raise RuntimeError('unknown op signature')
 
-    monkeypatch.setattr(cvt, '_HAS_ONEDNN_LINEAR', True)
+    monkeypatch.setattr(fp, '_HAS_ONEDNN_LINEAR', True)
     monkeypatch.setattr(torch.ops.mkldnn, '_linear_pointwise', broken,
                         raising=False)
     with torch.no_grad(), pytest.warns(UserWarning, match='using F.linear'):
         out = fast(x)[0]
-    assert len(calls) == 1 and cvt._HAS_ONEDNN_LINEAR is False
+    assert len(calls) == 1 and fp._HAS_ONEDNN_LINEAR is False
     with torch.no_grad():
         torch.testing.assert_close(fast(x)[0], out)
         torch.testing.assert_close(out, ref(x)[0], rtol=1e-4, atol=1e-5)
@@ -393,11 +396,11 @@ def test_hooks_see_whole_tensors(where):
         target = block.get_submodule(where)
         handle = target.register_forward_hook(hook)
     try:
-        old = cvt._MLP_CHUNK_ELEMENTS
-        cvt._MLP_CHUNK_ELEMENTS = 256  # many chunks for a 16x16 grid
+        old = fp.MLP_CHUNK_ELEMENTS
+        fp.MLP_CHUNK_ELEMENTS = 256  # many chunks for a 16x16 grid
         with torch.no_grad():
             fast(_img(2, 3, 64, 64))
     finally:
-        cvt._MLP_CHUNK_ELEMENTS = old
+        fp.MLP_CHUNK_ELEMENTS = old
         handle.remove()
     assert len(seen) == 1 and seen[0][:2] == (2, 16 * 16)

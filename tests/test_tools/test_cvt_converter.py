@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from mmcvt.models import CvT
-from mmcvt.models.backbones.cvt import (convert_hf_to_mmcvt,
-                                        convert_official_to_mmcvt,
-                                        detect_format, infer_arch)
+from mmcvt.models.utils import (convert_hf_to_mmcvt,
+                                convert_official_to_mmcvt, detect_format,
+                                infer_arch)
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 CLI = osp.join(ROOT, 'tools', 'model_converters', 'cvt_to_mmcvt.py')

@@ -7,10 +7,11 @@ mmcvt / mmpretrain layout (``backbone.stages.*``, ``backbone.norm.*``,
 SRC is a torch file (``.pth``/``.pt``/``.bin``; a bare state dict or one
 wrapped as ``{'state_dict': ...}`` / ``{'model': ...}``). DST receives
 ``{'state_dict': converted, 'meta': {...}}``. The conversion logic lives in
-``mmcvt/models/backbones/cvt.py``.
+``mmcvt/models/utils/ckpt_convert.py``.
 """
 import argparse
 import os.path as osp
+import pickle
 import sys
 
 import torch
@@ -18,10 +19,10 @@ import torch
 # runnable from a checkout without installing mmcvt
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
-from mmcvt.models.backbones.cvt import (CvT, _display_name,  # noqa: E402
-                                        _unwrap, convert_checkpoint,
-                                        detect_format, infer_arch,
-                                        variant_name)
+from mmcvt.compat import load_checkpoint_file  # noqa: E402
+from mmcvt.models import CvT  # noqa: E402
+from mmcvt.models.utils import (convert_checkpoint, detect_format,  # noqa
+                                infer_arch, unwrap)
 
 
 def parse_args(argv=None):
@@ -39,20 +40,19 @@ def parse_args(argv=None):
 
 
 def _load(path):
-    if not osp.isfile(path):
-        raise ValueError(f'No such checkpoint file: {path}')
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure
-        msg = str(e).splitlines()[0] if str(e) else ''
-        if 'Weights only load failed' in str(e):
-            raise ValueError(
-                f'{path} holds Python objects besides tensors, which '
-                'torch.load(weights_only=True) refuses; re-save its state '
-                'dict alone (torch.save(ckpt["state_dict"], path)).') from e
-        raise ValueError(f'Cannot read {path} as a torch checkpoint (corrupt '
-                         f'or not a torch file): {type(e).__name__}: '
-                         f'{msg}') from e
+        return load_checkpoint_file(path, map_location='cpu')
+    except FileNotFoundError:
+        raise ValueError(f'No such checkpoint file: {path}') from None
+    except pickle.UnpicklingError as e:
+        # a real checkpoint with Python objects the safe loader refuses
+        raise ValueError(
+            f'{path} holds Python objects besides tensors, which '
+            'torch.load(weights_only=True) refuses; re-save its state '
+            'dict alone (torch.save(ckpt["state_dict"], path)).') from e
+    except ValueError as e:  # not a readable checkpoint at all
+        raise ValueError(f'Cannot read {path}: corrupt or not a torch file. '
+                         f'{e}') from e
 
 
 def convert(src, dst, arch=None):
@@ -62,12 +62,12 @@ def convert(src, dst, arch=None):
         ValueError: Corrupt / unknown checkpoint, or not the ``arch``
             variant.
     """
-    state_dict = _unwrap(_load(src))
+    state_dict = unwrap(_load(src))
     fmt = detect_format(state_dict)
     converted = convert_checkpoint(state_dict, fmt)
     info = infer_arch(converted)
-    name = variant_name(info['depths'], info['embed_dims'])
-    looks = _display_name(name) if name else 'a custom CvT'
+    name = CvT.variant_name(info['depths'], info['embed_dims'])
+    looks = CvT.display_name(name) if name else 'a custom CvT'
     if arch is not None:
         want = CvT.arch_zoo.get(str(arch).lower())
         if want is None:
@@ -76,7 +76,7 @@ def convert(src, dst, arch=None):
         if (info['depths'] != want['depths']
                 or info['embed_dims'] != want['embed_dims']):
             raise ValueError(
-                f'{src} is not a {_display_name(str(arch))} checkpoint: '
+                f'{src} is not a {CvT.display_name(str(arch))} checkpoint: '
                 f'it looks like {looks} (depths='
                 f'{info["depths"]}, embed_dims={info["embed_dims"]}).')
     meta = dict(
@@ -97,7 +97,7 @@ def main(argv=None):
         print(f'cvt_to_mmcvt: error: {e}', file=sys.stderr)
         return 1
     info = infer_arch(converted)
-    variant = _display_name(name) if name else (
+    variant = CvT.display_name(name) if name else (
         f'custom CvT (depths={info["depths"]}, '
         f'embed_dims={info["embed_dims"]})')
     print(f'detected format: {fmt}')

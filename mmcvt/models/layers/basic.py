@@ -1,0 +1,121 @@
+# Copyright (c) mmcvt contributors. All rights reserved.
+"""Small layers and helpers of the CvT model: QuickGELU, stochastic depth,
+norm / activation builders, conv output sizes, position-embedding
+resizing."""
+from typing import Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.utils import to_2tuple
+
+from mmcvt.registry import MODELS
+
+
+class QuickGELU(nn.Module):
+    """The sigmoid approximation of GELU used by CvT (and CLIP):
+    ``x * sigmoid(1.702 * x)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+def drop_path(x: torch.Tensor,
+              drop_prob: float = 0.,
+              training: bool = False) -> torch.Tensor:
+    """Stochastic depth: drop whole residual branches per sample."""
+    if drop_prob == 0. or not training:
+        return x
+    keep_prob = 1 - drop_prob
+    # (B, ...) -> mask of shape (B, 1, ..., 1), one draw per sample
+    shape = (x.shape[0], ) + (1, ) * (x.ndim - 1)
+    mask = x.new_empty(shape).bernoulli_(keep_prob)
+    return x * mask / keep_prob
+
+
+class DropPath(nn.Module):
+    """Stochastic depth module.
+
+    Args:
+        drop_prob (float): Probability of dropping a residual branch.
+            Defaults to 0.
+    """
+
+    def __init__(self, drop_prob: float = 0.):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_path(x, self.drop_prob, self.training)
+
+    def extra_repr(self) -> str:
+        return f'drop_prob={self.drop_prob:.3f}'
+
+
+def build_norm(cfg: dict, num_features: int) -> nn.Module:
+    """Build a token normalisation layer from ``dict(type='LN', ...)``."""
+    cfg = dict(cfg)
+    layer_type = cfg.pop('type', 'LN')
+    if layer_type in ('LN', 'LayerNorm'):
+        return nn.LayerNorm(num_features, **cfg)
+    raise ValueError(f'CvT supports norm_cfg type "LN" only, got '
+                     f'"{layer_type}". Use norm_cfg=dict(type="LN", '
+                     'eps=1e-5).')
+
+
+_ACTIVATIONS = {
+    'QuickGELU': QuickGELU,
+    'GELU': nn.GELU,
+    'ReLU': nn.ReLU,
+    'SiLU': nn.SiLU,
+}
+
+
+def build_activation(cfg: dict) -> nn.Module:
+    """Build an activation from ``dict(type='QuickGELU')`` / ``'GELU'``..."""
+    cfg = dict(cfg)
+    layer_type = cfg.pop('type', 'QuickGELU')
+    if layer_type in _ACTIVATIONS:
+        return _ACTIVATIONS[layer_type](**cfg)
+    try:
+        return MODELS.build(dict(type=layer_type, **cfg))
+    except KeyError as e:
+        raise ValueError(
+            f'Unknown act_cfg type "{layer_type}"; use one of '
+            f'{sorted(_ACTIVATIONS)} or a type registered in MODELS.') from e
+
+
+def conv_out(size: int,
+             kernel: int,
+             stride: int,
+             padding: int,
+             ceil_mode: bool = False) -> int:
+    """Output length of a conv / pool along one axis."""
+    num = size + 2 * padding - kernel
+    if ceil_mode:
+        out = -(-num // stride) + 1
+        # PyTorch: the last pooling window must start inside the input
+        if (out - 1) * stride >= size + padding:
+            out -= 1
+        return out
+    return num // stride + 1
+
+
+def conv_out_2d(hw: Tuple[int, int], kernel, stride,
+                padding) -> Tuple[int, int]:
+    """Output size ``(H', W')`` of a conv on an ``hw`` input."""
+    return tuple(
+        conv_out(s, k, st, p) for s, k, st, p in zip(
+            hw, to_2tuple(kernel), to_2tuple(stride), to_2tuple(padding)))
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, src_shape: Tuple[int, int],
+                     dst_shape: Tuple[int, int]) -> torch.Tensor:
+    """Bicubically resize a ``(1, H*W, C)`` position embedding."""
+    if tuple(src_shape) == tuple(dst_shape):
+        return pos_embed
+    # (1, Hs*Ws, C) -> (1, C, Hs, Ws)
+    grid = pos_embed.transpose(1, 2).unflatten(2, src_shape)
+    grid = F.interpolate(
+        grid, size=dst_shape, mode='bicubic', align_corners=False)
+    return grid.flatten(2).transpose(1, 2)  # (1, C, Hd, Wd) -> (1, Hd*Wd, C)

@@ -1,0 +1,309 @@
+# Copyright (c) mmcvt contributors. All rights reserved.
+"""The fast paths of the CvT layers: the same function as the official
+formulation, with fewer memory passes and less memory.
+
+One question picks a layer's path, asked once per forward:
+:func:`select_path`. The layers of ``mmcvt/models/backbones/cvt.py`` work
+without any of this (``Path.REFERENCE``, the official formulation op by op);
+everything here is how the other paths compute the same thing:
+
+- :class:`DWConvBNTrainFn`: depth-wise conv + training-mode BatchNorm that
+  recomputes the BatchNorm input in the backward instead of storing it;
+- :class:`SiluLinearFn`: ``linear(silu(z))`` that recomputes ``silu`` in the
+  backward (QuickGELU folded into ``silu``, see ``Mlp``), over cache-sized
+  row chunks on CPU;
+- :func:`fused_linear`: ``F.linear`` (+ ``silu``), or in fp32 CPU inference
+  oneDNN's linear with bias and ``silu`` fused (the kernel ``torch.compile``
+  uses on CPU); a private op, so it falls back to ``F.linear`` for good,
+  with one warning, if it ever fails;
+- :func:`fold_bn`: an eval-mode BatchNorm folded into the conv before it;
+- :func:`mlp_residual_chunked`: the block's MLP branch over cache-sized
+  chunks of tokens in CPU inference (:func:`row_chunks` rows each).
+"""
+import enum
+import warnings
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.modules import module as _nn_module
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+
+__all__ = [
+    'Path', 'select_path', 'tools_watching_ops', 'has_hooks',
+    'is_plain_linear', 'fused_linear', 'fold_bn', 'conv_with_bn_folded',
+    'row_chunks', 'mlp_residual_chunked', 'dw_conv_bn_train',
+    'DWConvBNTrainFn', 'SiluLinearFn', 'QUICK_GELU_ALPHA'
+]
+
+# QuickGELU(y) = y * sigmoid(1.702 y) = silu(1.702 y) / 1.702
+QUICK_GELU_ALPHA = 1.702
+# CPU inference runs the MLP over chunks of this many hidden activations
+# (4 MB in fp32: a share of the L2/L3 caches)
+MLP_CHUNK_ELEMENTS = 1 << 20
+
+_HAS_ONEDNN_LINEAR = (torch.backends.mkldnn.is_available()
+                      and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
+
+
+class Path(enum.Enum):
+    """How a layer computes its (same) function."""
+    #: fast paths off: the official formulation, op by op
+    REFERENCE = 'reference'
+    #: folded weights with standard, differentiable ops only: what
+    #: ``torch.compile``, tracing and FLOP counters are shown
+    STANDARD = 'standard'
+    #: autograd on: autograd functions that recompute in the backward
+    FUSED_TRAIN = 'fused_train'
+    #: no autograd: folded weights, in-place activations, chunked CPU MLP
+    FUSED_INFER = 'fused_infer'
+    #: FUSED_INFER in fp32 on the CPU, with oneDNN's fused linears
+    ONEDNN_INFER = 'onednn_infer'
+
+
+def tools_watching_ops() -> bool:
+    """Whether a tool is watching the ops: ``torch.compile`` (which plans
+    its own fusion and recomputation), ``torch.jit`` tracing, or a dispatch
+    mode such as a FLOP counter (which should see whole standard matmuls and
+    no recomputation)."""
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or is_in_torch_dispatch_mode())
+
+
+def autocast_active(x: torch.Tensor) -> bool:
+    try:
+        return torch.is_autocast_enabled(x.device.type)
+    except RuntimeError:  # a device without autocast, e.g. 'meta'
+        return False
+
+
+def has_hooks(*modules: nn.Module) -> bool:
+    """Whether a forward (pre-)hook would see these modules run, including
+    hooks registered globally with ``register_module_forward_hook``."""
+    if (_nn_module._global_forward_hooks
+            or _nn_module._global_forward_pre_hooks):
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
+def is_plain_linear(m: nn.Module) -> bool:
+    """An ``nn.Linear`` whose forward may be computed from its weights
+    directly (not wrapped or subclassed, e.g. by LoRA, and without hooks)."""
+    return type(m) is nn.Linear and not has_hooks(m)
+
+
+def select_path(x: torch.Tensor, fused: bool, *modules: nn.Module) -> Path:
+    """The path a layer takes for input ``x``.
+
+    Args:
+        x (Tensor): The layer's input.
+        fused (bool): The layer's switch (``CvT.set_fused``), and whether
+            the layer can fold at all (e.g. QuickGELU, plain ``Linear``s).
+        *modules (nn.Module): The submodules a fast path computes without
+            calling them: hooks on any of them (or global ones) keep the
+            reference path, so that the hooks see what they expect.
+    """
+    if not fused or has_hooks(*modules):
+        return Path.REFERENCE
+    if tools_watching_ops():
+        return Path.STANDARD
+    if torch.is_grad_enabled():
+        return Path.FUSED_TRAIN
+    if (x.device.type == 'cpu' and x.dtype == torch.float32
+            and _HAS_ONEDNN_LINEAR and torch.backends.mkldnn.enabled
+            and not autocast_active(x)):
+        return Path.ONEDNN_INFER
+    return Path.FUSED_INFER
+
+
+def fused_linear(x: torch.Tensor,
+                 weight: torch.Tensor,
+                 bias: Optional[torch.Tensor] = None,
+                 silu: bool = False,
+                 onednn: bool = False) -> torch.Tensor:
+    """``F.linear`` (then ``F.silu`` if ``silu``), exact fp32.
+
+    With ``onednn`` (``Path.ONEDNN_INFER``) it runs oneDNN's linear with the
+    bias and ``silu`` fused into the matrix multiplication, which is faster
+    than ``F.linear``'s BLAS call for most of CvT's shapes
+    (docs/benchmark.md).
+    """
+    global _HAS_ONEDNN_LINEAR
+    if onednn and _HAS_ONEDNN_LINEAR:
+        try:
+            return torch.ops.mkldnn._linear_pointwise(
+                x, weight, bias, 'swish' if silu else 'none', [], '')
+        except Exception as e:  # a private op: its signature may change
+            _HAS_ONEDNN_LINEAR = False
+            warnings.warn(
+                'CvT: oneDNN linear (torch.ops.mkldnn._linear_pointwise) '
+                f'failed ({type(e).__name__}: {e}); using F.linear from now '
+                'on. Outputs are unchanged, CPU inference is slower.')
+    x = F.linear(x, weight, bias)
+    return F.silu(x, inplace=not torch.is_grad_enabled()) if silu else x
+
+
+def fold_bn(conv: nn.Conv2d,
+            bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of ``conv`` with the eval-mode ``bn`` after it folded
+    in (its running statistics)."""
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    bias = -bn.running_mean * scale
+    if bn.bias is not None:
+        bias = bias + bn.bias
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    # (C_out, C_in / groups, k, k) * (C_out, 1, 1, 1)
+    return conv.weight * scale.reshape(-1, 1, 1, 1), bias
+
+
+@torch.no_grad()
+def conv_with_bn_folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A new ``Conv2d`` (with bias) that computes ``bn(conv(x))`` of the
+    eval-mode ``bn``: deployment."""
+    weight, bias = fold_bn(conv, bn)
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        kernel_size=conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=True).to(conv.weight)
+    fused.weight.copy_(weight)
+    fused.bias.copy_(bias)
+    fused.weight.requires_grad_(conv.weight.requires_grad)
+    fused.bias.requires_grad_(conv.weight.requires_grad)
+    return fused
+
+
+def row_chunks(hidden: int) -> int:
+    """Rows per chunk for row-wise CPU work on ``(N, hidden)`` tensors."""
+    return max(64, MLP_CHUNK_ELEMENTS // hidden)
+
+
+class DWConvBNTrainFn(torch.autograd.Function):
+    """Depth-wise conv + training-mode BatchNorm that saves only the conv
+    input.
+
+    Autograd would keep the conv output (the BatchNorm input) for the
+    backward as well; here it is recomputed there (a cheap depth-wise conv),
+    which removes 1.5 token-sized tensors per block from a training step's
+    memory. The running statistics are updated once, in the forward.
+    """
+
+    @staticmethod
+    def forward(ctx, x, conv_w, bn_w, bn_b, running_mean, running_var,
+                momentum, eps, conv_args):
+        y = F.conv2d(x, conv_w, None, *conv_args)
+        out, save_mean, save_invstd = torch.native_batch_norm(
+            y, bn_w, bn_b, running_mean, running_var, True, momentum, eps)
+        ctx.save_for_backward(x, conv_w, bn_w, save_mean, save_invstd)
+        ctx.eps = eps
+        ctx.conv_args = conv_args
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, conv_w, bn_w, save_mean, save_invstd = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conv_args
+        need_x, need_cw, need_w, need_b = ctx.needs_input_grad[:4]
+        y = F.conv2d(x, conv_w, None, stride, padding, dilation, groups)
+        # the same memory layout for both (channels-last here, from the
+        # token layout): mixed layouts take a ~15x slower CPU kernel
+        layout = (torch.channels_last if y.is_contiguous(
+            memory_format=torch.channels_last) else torch.contiguous_format)
+        grad_y, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
+            grad_out.contiguous(memory_format=layout),
+            y.contiguous(memory_format=layout), bn_w, None, None, save_mean,
+            save_invstd, True, ctx.eps, [True, need_w, need_b])
+        grad_x, grad_cw, _ = torch.ops.aten.convolution_backward(
+            grad_y, x, conv_w, None, stride, padding, dilation, False,
+            [0, 0], groups, [need_x, need_cw, False])
+        return grad_x, grad_cw, grad_w, grad_b, None, None, None, None, None
+
+
+def dw_conv_bn_train(x: torch.Tensor, conv: nn.Conv2d,
+                     bn: nn.BatchNorm2d) -> torch.Tensor:
+    """``bn(conv(x))`` in training mode through :class:`DWConvBNTrainFn`,
+    with the running-statistics bookkeeping of ``nn.BatchNorm2d``."""
+    bn.num_batches_tracked.add_(1)
+    momentum = (1. / float(bn.num_batches_tracked)
+                if bn.momentum is None else bn.momentum)
+    conv_args = (conv.stride, conv.padding, conv.dilation, conv.groups)
+    return DWConvBNTrainFn.apply(x, conv.weight, bn.weight, bn.bias,
+                                 bn.running_mean, bn.running_var, momentum,
+                                 bn.eps, conv_args)
+
+
+class SiluLinearFn(torch.autograd.Function):
+    """``linear(silu(z), w, b)`` that saves ``z`` only: ``silu(z)`` is
+    recomputed in the backward, so the MLP keeps one hidden-sized tensor for
+    the backward instead of two. Works under autocast (``z`` and the
+    gradient in bf16/fp16, ``w`` in fp32), as :func:`F.linear` does.
+
+    In fp32 on CPU both passes go over chunks of rows, so that ``silu(z)``
+    and its gradient live in cache-sized pieces instead of two whole
+    hidden-sized temporaries.
+    """
+
+    @staticmethod
+    def forward(ctx, z, w, b):
+        ctx.save_for_backward(z, w)
+        ctx.has_bias = b is not None
+        ctx.chunked = (z.device.type == 'cpu' and not autocast_active(z)
+                       and z.dtype == w.dtype)
+        if not ctx.chunked:
+            return F.linear(F.silu(z), w, b)
+        # (..., C_hid) -> (N, C_hid) -> (N, C_out)
+        z2 = z.reshape(-1, z.shape[-1])
+        out = z2.new_empty(z2.shape[0], w.shape[0])
+        rows = row_chunks(z2.shape[1])
+        for zc, oc in zip(z2.split(rows), out.split(rows)):
+            if b is None:
+                torch.mm(F.silu(zc), w.t(), out=oc)
+            else:
+                torch.addmm(b, F.silu(zc), w.t(), out=oc)
+        return out.view(*z.shape[:-1], w.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        z, w = ctx.saved_tensors
+        # (..., C_out) -> (N, C_out), (..., C_hid) -> (N, C_hid)
+        g2 = grad_out.reshape(-1, grad_out.shape[-1])
+        z2 = z.reshape(-1, z.shape[-1])
+        grad_b = g2.sum(0).to(w.dtype) if ctx.has_bias else None
+        if not ctx.chunked or g2.dtype != z.dtype:
+            h = F.silu(z2).to(g2.dtype)
+            grad_w = g2.t().mm(h).to(w.dtype)
+            grad_h = g2.mm(w.to(g2.dtype)).to(z.dtype)
+            grad_z = torch.ops.aten.silu_backward(grad_h, z2)
+            return grad_z.view_as(z), grad_w, grad_b
+        grad_w = torch.zeros_like(w)
+        grad_z = torch.empty_like(z2)
+        rows = row_chunks(z2.shape[1])
+        for gc, zc, gzc in zip(g2.split(rows), z2.split(rows),
+                               grad_z.split(rows)):
+            grad_w.addmm_(gc.t(), F.silu(zc))
+            torch.ops.aten.silu_backward.grad_input(
+                gc.mm(w), zc, grad_input=gzc)
+        return grad_z.view_as(z), grad_w, grad_b
+
+
+def mlp_residual_chunked(x: torch.Tensor, norm: nn.Module,
+                         mlp: nn.Module) -> torch.Tensor:
+    """CPU inference: ``x + mlp(norm(x))`` over chunks of tokens, in place.
+    The MLP is row-wise, so the result is the same; the hidden tensor (4x the
+    width) then lives in cache-sized pieces that are reused instead of being
+    allocated, touched and written back to memory whole."""
+    # (B, N, C) -> (B*N, C); x is the block's own tensor
+    flat = x.view(-1, x.shape[-1])
+    rows = row_chunks(mlp.fc1.out_features)
+    weights = mlp.folded_weights() if mlp.folds_quick_gelu else None
+    for chunk in flat.split(rows):
+        chunk += mlp(norm(chunk), weights)
+    return x

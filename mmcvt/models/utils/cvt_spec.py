@@ -1,0 +1,312 @@
+# Copyright (c) mmcvt contributors. All rights reserved.
+"""What defines a CvT: the arch settings, one :class:`StageSpec` per stage
+built from ``CvT``'s arguments and checked in one place
+(:func:`build_stage_specs`), and the token grids an input size gives."""
+import copy
+import dataclasses
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from ..layers import conv_out, conv_out_2d
+from ..layers.fast_paths import autocast_active
+
+__all__ = [
+    'StageSpec', 'ARCH_KEYS', 'OUT_TYPES', 'PER_STAGE_ARGS', 'parse_arch',
+    'build_stage_specs', 'check_args', 'check_input', 'parse_out_indices',
+    'token_grids', 'min_input_size', 'display_name', 'variant_name'
+]
+
+ARCH_KEYS = ('embed_dims', 'num_heads', 'depths', 'drop_path_rates')
+QKV_PROJ_METHODS = ('dw_bn', 'avg', 'linear')
+OUT_TYPES = ('cls_token', 'featmap', 'avg_featmap', 'raw')
+# the arguments of CvT that take one value per stage (or one for all)
+PER_STAGE_ARGS = ('patch_sizes', 'patch_strides', 'patch_paddings',
+                  'patch_embed', 'qkv_proj', 'proj_kernel', 'proj_padding_q',
+                  'proj_padding_kv', 'stride_q', 'stride_kv', 'cls_token',
+                  'pos_embed', 'mlp_ratio', 'qkv_bias')
+
+
+@dataclasses.dataclass
+class StageSpec:
+    """Everything that defines one CvT stage."""
+    embed_dims: int
+    num_heads: int
+    depth: int
+    drop_path_rate: float
+    patch_size: int
+    patch_stride: int
+    patch_padding: int
+    qkv_proj: str
+    proj_kernel: int
+    proj_stride_q: int
+    proj_stride_kv: int
+    proj_padding_q: int
+    proj_padding_kv: int
+    cls_token: bool
+    pos_embed: bool
+    mlp_ratio: float
+    qkv_bias: bool
+
+    def grid(self, hw: Tuple[int, int]) -> Tuple[int, int]:
+        """The stage's token grid for an ``hw`` input map."""
+        return conv_out_2d(hw, self.patch_size, self.patch_stride,
+                           self.patch_padding)
+
+    def kv_grid(self, grid: Tuple[int, int]) -> Tuple[int, int]:
+        """The k/v token grid of the stage's ``grid`` of tokens."""
+        if self.qkv_proj == 'linear':
+            return grid
+        return tuple(
+            conv_out(s, self.proj_kernel, self.proj_stride_kv,
+                     self.proj_padding_kv, ceil_mode=self.qkv_proj == 'avg')
+            for s in grid)
+
+
+def display_name(arch: str) -> str:
+    """``'13'`` / ``'cvt-13'`` -> ``'CvT-13'``; ``'w24'`` -> ``'CvT-W24'``."""
+    return 'CvT-' + arch.lower().replace('cvt-', '').upper()
+
+
+def variant_name(arch_zoo: Dict[str, dict], depths: Sequence[int],
+                 embed_dims: Sequence[int]) -> Optional[str]:
+    """Name (``'13'``, ``'21'``, ``'w24'``) of the zoo arch with these depths
+    and widths, or None."""
+    for name in ('13', '21', 'w24'):
+        arch = arch_zoo[name]
+        if list(depths) == arch['depths'] and list(
+                embed_dims) == arch['embed_dims']:
+            return name
+    return None
+
+
+def parse_arch(arch, arch_zoo: Dict[str, dict]) -> Tuple[str, dict]:
+    """``(display name, settings)`` of a zoo name or a custom arch dict."""
+    if isinstance(arch, str):
+        key = arch.lower()
+        if key not in arch_zoo:
+            raise ValueError(
+                f'Unknown CvT arch "{arch}"; valid names are '
+                f'{sorted(arch_zoo)} or a dict with the keys '
+                f'{list(ARCH_KEYS)}.')
+        return display_name(key), copy.deepcopy(arch_zoo[key])
+    if not isinstance(arch, dict):
+        raise TypeError('arch must be a str or a dict, got '
+                        f'{type(arch).__name__}.')
+    missing = [k for k in ARCH_KEYS if k not in arch]
+    if missing:
+        raise ValueError(
+            f'Custom CvT arch is missing the keys {missing}; a custom '
+            f'arch needs all of {list(ARCH_KEYS)} (one entry per '
+            'stage each).')
+    lengths = {k: len(arch[k]) for k in ARCH_KEYS}
+    if len(set(lengths.values())) != 1 or 0 in lengths.values():
+        raise ValueError('Every key of a custom CvT arch needs one entry '
+                         f'per stage (equal lengths); got lengths '
+                         f'{lengths}.')
+    extra = sorted(set(arch) - set(ARCH_KEYS))
+    if extra:
+        raise ValueError(f'Unknown keys {extra} in custom CvT arch; '
+                         f'allowed keys are {list(ARCH_KEYS)}.')
+    settings = {k: list(arch[k]) for k in ARCH_KEYS}
+    name = variant_name(arch_zoo, settings['depths'], settings['embed_dims'])
+    return display_name(name) if name else 'custom CvT', settings
+
+
+def _per_stage(name: str, value, num_stages: int, default=None) -> list:
+    """Expand a scalar or check a per-stage sequence.
+
+    A 3-entry default (e.g. ``patch_sizes=(7, 3, 3)``) adapts to other stage
+    counts as (first stage, middle stages..., last stage).
+    """
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        return [value] * num_stages
+    value = list(value)
+    if len(value) == num_stages:
+        return value
+    if default is not None and tuple(value) == tuple(default):
+        if num_stages == 1:
+            return [value[0]]
+        return [value[0]] + [value[1]] * (num_stages - 2) + [value[-1]]
+    raise ValueError(f'{name} needs one entry per stage ({num_stages}) or a '
+                     f'scalar, got {value}.')
+
+
+def check_probability(name: str, values: List[float]) -> None:
+    """Raise unless every value is a probability in [0, 1)."""
+    bad = [v for v in values if not 0. <= v < 1.]
+    if bad:
+        raise ValueError(
+            f'{name} must be a probability in [0, 1), got {bad[0]} (per '
+            f'stage: {values}). 0 turns it off; CvT uses drop_path_rate 0.1 '
+            '(CvT-13/21) or 0.3 (W24).')
+
+
+def build_stage_specs(arch_settings: dict, drop_path_rate=None,
+                      **per_stage) -> List[StageSpec]:
+    """One :class:`StageSpec` per stage from the arch settings and the
+    per-stage arguments of ``CvT`` (scalars or sequences: ``patch_sizes``,
+    ``patch_strides``, ``patch_paddings``, ``patch_embed``, ``qkv_proj``,
+    ``proj_kernel``, ``stride_q``, ``stride_kv``, ``proj_padding_q``,
+    ``proj_padding_kv``, ``cls_token``, ``pos_embed``, ``mlp_ratio``,
+    ``qkv_bias``), checked."""
+    n = len(arch_settings['depths'])
+
+    def expand(name, default=None):
+        return _per_stage(name, per_stage[name], n, default)
+
+    embed = expand('patch_embed')
+    for t in embed:
+        if t not in ('conv', 'patch'):
+            raise ValueError(f'Unknown patch_embed "{t}"; use "conv" '
+                             '(overlapping conv embedding) or "patch" '
+                             '(non-overlapping).')
+    strides = expand('patch_strides', (4, 2, 2))
+    # 'patch': non-overlapping embedding, kernel = stride, no padding
+    sizes = [
+        s if t == 'conv' else st
+        for s, st, t in zip(expand('patch_sizes', (7, 3, 3)), strides, embed)
+    ]
+    paddings = [
+        p if t == 'conv' else 0
+        for p, t in zip(expand('patch_paddings', (2, 1, 1)), embed)
+    ]
+    rates = list(arch_settings['drop_path_rates'])
+    if isinstance(drop_path_rate, (int, float)):
+        rates[-1] = drop_path_rate  # the last stage's
+    elif drop_path_rate is not None:
+        rates = _per_stage('drop_path_rate', drop_path_rate, n)
+    rates = [float(r) for r in rates]
+    check_probability('drop_path_rate', rates)
+    cls_tokens = [bool(c) for c in expand('cls_token', (False, False, True))]
+    specs = [
+        StageSpec(*values) for values in zip(
+            arch_settings['embed_dims'], arch_settings['num_heads'],
+            arch_settings['depths'], rates, sizes, strides, paddings,
+            expand('qkv_proj'), expand('proj_kernel'), expand('stride_q'),
+            expand('stride_kv'), expand('proj_padding_q'),
+            expand('proj_padding_kv'), cls_tokens,
+            [bool(p) for p in expand('pos_embed')], expand('mlp_ratio'),
+            expand('qkv_bias'))
+    ]
+    for i, s in enumerate(specs):
+        if s.qkv_proj not in QKV_PROJ_METHODS:
+            raise ValueError(f'Unknown qkv_proj "{s.qkv_proj}"; use one of '
+                             "'dw_bn', 'avg', 'linear'.")
+        if s.qkv_proj == 'dw_bn' and (s.proj_stride_q != 1 or
+                                      2 * s.proj_padding_q !=
+                                      s.proj_kernel - 1):
+            raise ValueError(
+                f'Stage {i}: the q projection (proj_kernel={s.proj_kernel}, '
+                f'stride_q={s.proj_stride_q}, proj_padding_q='
+                f'{s.proj_padding_q}) must keep the token grid for the '
+                'residual connection; use stride_q=1 and '
+                'proj_padding_q=(proj_kernel - 1) // 2.')
+    return specs
+
+
+def parse_out_indices(out_indices, num_stages: int) -> List[int]:
+    """Sorted, non-negative stage indices; negative ones count from the
+    end."""
+    n = num_stages
+    if isinstance(out_indices, int):
+        out_indices = [out_indices]
+    if not isinstance(out_indices, Sequence) or isinstance(out_indices, str):
+        raise TypeError('out_indices must be an int or a sequence of int, '
+                        f'got {type(out_indices).__name__}.')
+    for i in out_indices:
+        if not isinstance(i, int) or not -n <= i < n:
+            raise ValueError(
+                f'Invalid out_indices {tuple(out_indices)}: every index '
+                f'must be an int in [{-n}, {n - 1}] (this CvT has {n} '
+                'stages).')
+    return sorted({i % n for i in out_indices})
+
+
+def token_grids(specs: List[StageSpec], hw: Tuple[int, int]) -> List[tuple]:
+    """Token grid and k/v grid of every stage for an input size, up to the
+    first stage left without tokens."""
+    grids = []
+    for spec in specs:
+        hw = spec.grid(hw)
+        grids.append((hw, spec.kv_grid(hw)))
+        if min(hw) < 1:
+            break
+    return grids
+
+
+def min_input_size(specs: List[StageSpec]) -> int:
+    """The smallest square input that gives tokens in every stage."""
+    for size in range(1, 4097):
+        if all(
+                min(g) >= 1 and min(kv) >= 1
+                for g, kv in token_grids(specs, (size, size))):
+            return size
+    return -1
+
+
+def check_args(specs: List[StageSpec], out_indices: List[int],
+               in_channels: int, out_type: str, frozen_stages: int,
+               drop_rate: float, attn_drop_rate: float) -> None:
+    """Check the arguments of ``CvT`` that are not per stage."""
+    n = len(specs)
+    if isinstance(in_channels, bool) or not isinstance(
+            in_channels, int) or in_channels < 1:
+        raise ValueError(f'in_channels must be a positive int (3 for RGB '
+                         f'images), got {in_channels!r}.')
+    check_probability('drop_rate', [drop_rate])
+    check_probability('attn_drop_rate', [attn_drop_rate])
+    if out_type not in OUT_TYPES:
+        raise ValueError(f'Unsupported out_type "{out_type}"; use one of '
+                         f'{OUT_TYPES}.')
+    if (out_type == 'cls_token' and n - 1 in out_indices
+            and not specs[-1].cls_token):
+        raise ValueError(
+            'out_type="cls_token" needs a class token in the last stage, '
+            f'but cls_token={tuple(s.cls_token for s in specs)}. Set '
+            'cls_token[-1]=True or use out_type="avg_featmap" / "featmap".')
+    if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= n:
+        raise ValueError(
+            f'Invalid frozen_stages={frozen_stages}: must be an int in '
+            f'[-1, {n}] (-1 or 0 freezes nothing, {n} freezes every stage '
+            'and the final norm).')
+
+
+def check_input(x: torch.Tensor, specs: List[StageSpec], in_channels: int,
+                dtype: torch.dtype) -> None:
+    """Check an input batch: a floating-point ``(B, in_channels, H, W)``
+    tensor of the weights' ``dtype`` (or under autocast), large enough for
+    every stage."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError('CvT expects a (B, C, H, W) image tensor, got '
+                        f'{type(x).__name__}.')
+    if x.dim() != 4:
+        raise ValueError('CvT expects a (B, C, H, W) image tensor, got '
+                         f'shape {tuple(x.shape)}.')
+    if not x.is_floating_point():
+        raise TypeError(
+            f'CvT expects a floating-point image tensor ({dtype}, like its '
+            f'weights), got {x.dtype}. Convert and normalise the images '
+            'first, e.g. (x.float() - mean) / std, as the toolkits\' data '
+            'preprocessors do.')
+    # autocast runs float32 (and half) inputs in its own dtype, not float64
+    if x.dtype != dtype and not (autocast_active(x)
+                                 and x.dtype != torch.float64):
+        raise TypeError(
+            f'CvT input is {x.dtype} but its weights are {dtype}. Cast the '
+            f'input (x.to({dtype})), the model (model.to({x.dtype})), or run '
+            'under torch.autocast.')
+    if x.shape[1] != in_channels:
+        raise ValueError(
+            f'CvT expected in_channels={in_channels} input channels, got '
+            f'{x.shape[1]} (input shape {tuple(x.shape)}). Fix the input or '
+            'set in_channels.')
+    hw = (x.shape[2], x.shape[3])
+    for i, (grid, kv_grid) in enumerate(token_grids(specs, hw)):
+        if min(grid) < 1 or min(kv_grid) < 1:
+            size = min_input_size(specs)
+            raise ValueError(
+                f'Input of size {hw[0]}x{hw[1]} is too small: stage {i} gets '
+                f'a {grid[0]}x{grid[1]} token grid (k/v grid '
+                f'{kv_grid[0]}x{kv_grid[1]}). The minimum input size is '
+                f'{size}x{size}.')

@@ -1,0 +1,108 @@
+# Copyright (c) mmcvt contributors. All rights reserved.
+"""The benchmark's report: ratios against the reference implementation,
+the results table, and what each number means."""
+import platform
+import statistics
+from typing import List
+
+import torch
+
+MEMORY_METHOD = {
+    'cuda': 'torch.cuda.max_memory_allocated over one iteration (after '
+    'reset_peak_memory_stats) minus memory_allocated at its start '
+    '(peak_delta) + bytes of the tensors of this model live at its start '
+    '(params, buffers, grads, optimizer state, inputs)',
+    'cpu': 'torch.profiler profile_memory=True: max of the running sum of '
+    'CPU allocator alloc/free events over one iteration (peak_delta) + '
+    'bytes of the tensors live at its start (params, buffers, grads, '
+    'optimizer state, inputs); tensor memory only',
+}
+MAC_METHOD = ('torch.utils.flop_counter.FlopCounterMode / 2 on one fp32 '
+              'image (convs, linears/matmuls, attention incl. SDPA; an '
+              'attention backward counts 2x its forward, no recompute); '
+              'infer: forward MACs, train: forward + backward MACs '
+              '(optimizer excluded); achieved rate = MACs/image x images/s')
+
+
+def add_ratios(results: List[dict], reference: str,
+               interleaved: bool = True) -> None:
+    refs = {(r['arch'], r['size'], r['mode']): r
+            for r in results if r['impl'] == reference and r['status'] == 'ok'}
+    for r in results:
+        ref = refs.get((r['arch'], r['size'], r['mode']))
+        if r['status'] != 'ok' or ref is None:
+            continue
+        ratios = dict(reference=reference)
+        ratios['throughput'] = (r['images_per_s']['median'] /
+                                ref['images_per_s']['median'])
+        if interleaved and len(r['times_s']) == len(ref['times_s']):
+            # round-robin timing: iteration i of every impl ran back to
+            # back, so per-round ratios cancel slow drifts of the machine
+            ratios['throughput_paired'] = statistics.median(
+                tr / ti for tr, ti in zip(ref['times_s'], r['times_s']))
+        if r.get('peak_mb') and ref.get('peak_mb'):
+            ratios['memory'] = r['peak_mb'] / ref['peak_mb']
+            ratios['memory_delta'] = (r['peak_delta_mb'] /
+                                      ref['peak_delta_mb']
+                                      if ref['peak_delta_mb'] else None)
+        r['vs_reference'] = ratios
+
+
+def format_table(results: List[dict], peak_rate: float,
+                 reference: str) -> str:
+    head = ('impl', 'arch', 'size', 'mode', 'img/s med', '[min - max]',
+            f'x{reference}', 'paired', 'peak MB', 'act MB',
+            f'mem x{reference}',
+            'GMAC/img', 'GMAC/s', '% mm-peak')
+    rows = [head]
+    for r in results:
+        base = (r['impl'], r['arch'], str(r['size']), r['mode'])
+        if r['status'] != 'ok':
+            rows.append(base + (r['status'] + ': ' +
+                                (r.get('note') or r.get('error', ''))[:70], ))
+            continue
+        ips = r['images_per_s']
+        vs = r.get('vs_reference', {})
+        rows.append(base + (
+            f"{ips['median']:.2f}",
+            f"[{ips['min']:.2f} - {ips['max']:.2f}]",
+            f"{vs['throughput']:.2f}" if 'throughput' in vs else '-',
+            f"{vs['throughput_paired']:.2f}"
+            if 'throughput_paired' in vs else '-',
+            f"{r['peak_mb']:.0f}" if 'peak_mb' in r else '-',
+            f"{r['peak_delta_mb']:.0f}" if 'peak_delta_mb' in r else '-',
+            f"{vs['memory']:.2f}" if vs.get('memory') else '-',
+            f"{r['macs_step_per_image'] / 1e9:.2f}",
+            f"{r['achieved_macs_per_s'] / 1e9:.1f}",
+            f"{100 * r['achieved_macs_per_s'] / peak_rate:.1f}"
+            if peak_rate else '-',
+        ))
+    widths = [
+        max(len(row[i]) for row in rows if len(row) > i and len(row) == len(
+            head)) for i in range(len(head))
+    ]
+    lines = []
+    for k, row in enumerate(rows):
+        if len(row) == len(head):
+            lines.append('  '.join(
+                c.ljust(w) if i < 4 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths))))
+        else:
+            lines.append('  '.join(
+                c.ljust(w) for c, w in zip(row[:4], widths)) + '  ' + row[4])
+        if k == 0:
+            lines.append('-' * len(lines[0]))
+    return '\n'.join(lines)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
