@@ -9,9 +9,11 @@ Applied once by ``import mmcvt`` (never by editing installed packages):
   ``HistoryBuffer``) are registered as safe globals, and ``HistoryBuffer`` no
   longer pickles its class-level statistics methods (bound through
   ``builtins.getattr``, which a safe unpickler must never allow). Checkpoints
-  written before this fix still contain ``getattr``; loading one fails with a
-  message that names ``MMCVT_TRUST_CHECKPOINTS=1``, the explicit opt-in to a
-  full unpickle for files the user trusts.
+  written before this fix still contain ``getattr``; loading one with
+  :func:`load_checkpoint_file` (the torch-file reader that
+  :mod:`mmcvt.checkpoint` registers with mmengine) fails with a message that
+  names ``MMCVT_TRUST_CHECKPOINTS=1``, the explicit opt-in to a full
+  unpickle for files the user trusts.
 - **``pkg::`` config bases** (``mmpretrain::``, ``mmdet::``, ``mmseg::``) are
   located with ``importlib`` instead of ``pkg_resources``, which recent
   setuptools removed and which is slow to import.
@@ -137,7 +139,6 @@ def _unreadable(filename: str, error: Exception) -> ValueError:
 
 def _patch_checkpoint_loading() -> None:
     from mmengine.logging.history_buffer import HistoryBuffer
-    from mmengine.runner.checkpoint import CheckpointLoader
 
     torch.serialization.add_safe_globals(_numpy_safe_globals() +
                                          [HistoryBuffer])
@@ -154,8 +155,6 @@ def _patch_checkpoint_loading() -> None:
 
         HistoryBuffer.__getstate__ = __getstate__
 
-    CheckpointLoader.register_scheme(
-        prefixes='', force=True)(load_checkpoint_file)
 
 
 def _module_name(package: str) -> str:

@@ -3,6 +3,7 @@
 Examples::
 
     python tools/test.py CONFIG CHECKPOINT
+    python tools/test.py configs/cvt/cvt-13_imagenet.py hf://microsoft/cvt-13
     python tools/test.py CONFIG CHECKPOINT --out results.pkl
     bash tools/dist_test.sh CONFIG CHECKPOINT 8
 """
@@ -20,7 +21,10 @@ from mmcvt.cli import (build_runner, merge_common_args, parse_with_launcher,
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Evaluate a checkpoint')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint file (.pth, .bin, .safetensors) or hub model '
+        '(hf://owner/repo[/file])')
     parser.add_argument('--work-dir', help='the dir to save logs and results')
     parser.add_argument(
         '--out', help='dump the predictions to this pickle file')
@@ -34,7 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    if not osp.isfile(args.checkpoint):
+    # a local file, or a URL such as hf://microsoft/cvt-13 (mmcvt.checkpoint)
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint} not found')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out must be a .pkl file, got {args.out}')

@@ -10,16 +10,15 @@ _base_ = [
     '../_base_/models/cvt-13_dense.py'
 ]
 
-# The official CvT-13-224x224-IN-1k.pth converted to the mmpretrain layout
-# ('backbone.stages.*') by tools/model_converters/cvt_to_mmcvt.py.
-pretrained = 'checkpoints/cvt-13_in1k-224px.pth'
+# The official CvT-13 ImageNet-1k 224 weights from the HuggingFace hub (any
+# local official, HuggingFace or mmcvt checkpoint works here too).
+pretrained = 'hf://microsoft/cvt-13'
 
 model = dict(
     backbone=dict(
         _base_.cvt_backbone,
         _delete_=True,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     # three inputs (strides 4, 8, 16); P5 (stride 32) and P6 (stride 64) come
     # from stride-2 3x3 convs on the FPN output, so the RPN anchors
     # (strides 4..64) and the RoI extractor (strides 4..32) are unchanged

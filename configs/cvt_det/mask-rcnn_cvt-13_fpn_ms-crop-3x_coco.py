@@ -9,14 +9,13 @@ _base_ = [
 ]
 
 # CvT-13-224x224-IN-1k.pth converted by tools/model_converters/cvt_to_mmcvt.py
-pretrained = 'checkpoints/cvt-13_in1k-224px.pth'
+pretrained = 'hf://microsoft/cvt-13'
 
 model = dict(
     backbone=dict(
         _base_.cvt_backbone,
         _delete_=True,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(
         in_channels=[64, 192, 384], num_outs=5, add_extra_convs='on_output'))
 

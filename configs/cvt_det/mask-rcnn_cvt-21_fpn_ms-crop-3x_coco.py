@@ -2,7 +2,7 @@
 _base_ = './mask-rcnn_cvt-13_fpn_ms-crop-3x_coco.py'
 
 # CvT-21-224x224-IN-1k.pth converted by tools/model_converters/cvt_to_mmcvt.py
-pretrained = 'checkpoints/cvt-21_in1k-224px.pth'
+pretrained = 'hf://microsoft/cvt-21'
 
 model = dict(
     backbone=dict(arch='21', init_cfg=dict(checkpoint=pretrained)))

@@ -8,7 +8,7 @@ _base_ = [
 ]
 
 # CvT-13-224x224-IN-1k.pth converted by tools/model_converters/cvt_to_mmcvt.py
-pretrained = 'checkpoints/cvt-13_in1k-224px.pth'
+pretrained = 'hf://microsoft/cvt-13'
 
 model = dict(
     backbone=dict(
@@ -17,8 +17,7 @@ model = dict(
         # RetinaNet uses P3-P7 (strides 8..128): stages 2 and 3 only, so no
         # stride-4 output (nor its out_norm) is left unused
         out_indices=(1, 2),
-        init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     # P3, P4 from the backbone (strides 8, 16); P5, P6, P7 (32, 64, 128) from
     # stride-2 convs starting on the stride-16 backbone map, as ResNet's C5 ->
     # P6 in the R50 config; the anchor strides [8, 16, 32, 64, 128] hold

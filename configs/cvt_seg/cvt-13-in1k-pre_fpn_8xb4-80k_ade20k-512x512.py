@@ -9,15 +9,14 @@ _base_ = [
 ]
 
 # CvT-13-224x224-IN-1k.pth converted by tools/model_converters/cvt_to_mmcvt.py
-pretrained = 'checkpoints/cvt-13_in1k-224px.pth'
+pretrained = 'hf://microsoft/cvt-13'
 
 model = dict(
     backbone=dict(
         _base_.cvt_backbone,
         _delete_=True,
         norm_eval=False,  # see the UperNet config
-        init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     # FPNHead expects strides 4, 8, 16, 32: the stride-32 level is a
     # stride-2 3x3 conv on the FPN's stride-16 output
     neck=dict(

@@ -10,9 +10,9 @@ _base_ = [
     '../_base_/models/cvt-13_dense.py'
 ]
 
-# The official CvT-13-224x224-IN-1k.pth converted to the mmpretrain layout
-# ('backbone.stages.*') by tools/model_converters/cvt_to_mmcvt.py.
-pretrained = 'checkpoints/cvt-13_in1k-224px.pth'
+# The official CvT-13 ImageNet-1k 224 weights from the HuggingFace hub (any
+# local official, HuggingFace or mmcvt checkpoint works here too).
+pretrained = 'hf://microsoft/cvt-13'
 
 model = dict(
     backbone=dict(
@@ -22,8 +22,7 @@ model = dict(
         # (synchronised across GPUs by `sync_bn` below), as mmseg does for
         # BatchNorm backbones
         norm_eval=False,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     # UPerHead: PPM on the stride-16 map, FPN fusion of strides 4, 8, 16
     decode_head=dict(in_channels=[64, 192, 384], in_index=[0, 1, 2]),
     auxiliary_head=dict(in_channels=384, in_index=2))

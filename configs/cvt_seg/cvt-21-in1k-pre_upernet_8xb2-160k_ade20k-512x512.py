@@ -2,7 +2,7 @@
 _base_ = './cvt-13-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
 
 # CvT-21-224x224-IN-1k.pth converted by tools/model_converters/cvt_to_mmcvt.py
-pretrained = 'checkpoints/cvt-21_in1k-224px.pth'
+pretrained = 'hf://microsoft/cvt-21'
 
 model = dict(
     backbone=dict(arch='21', init_cfg=dict(checkpoint=pretrained)))

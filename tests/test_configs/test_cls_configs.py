@@ -256,6 +256,8 @@ def test_model_index_and_metafiles():
             configs_in_meta.add(m['Config'])
             if m.get('Weights'):
                 weights.add(m['Weights'])
+                # the official file it is the same as
+                weights.add(m['Converted From']['Weights'].split()[0])
             for r in m.get('Results') or []:
                 assert 0 < r['Metrics']['Top 1 Accuracy'] <= 100
     for f in OURS:
@@ -263,7 +265,11 @@ def test_model_index_and_metafiles():
     for w in ('CvT-13-224x224-IN-1k.pth', 'CvT-21-224x224-IN-1k.pth',
               'CvT-13-384x384-IN-1k.pth', 'CvT-21-384x384-IN-1k.pth',
               'CvT-13-384x384-IN-22k.pth', 'CvT-21-384x384-IN-22k.pth',
-              'CvT-w24-384x384-IN-22k.pth'):
+              'CvT-w24-384x384-IN-22k.pth', 'hf://microsoft/cvt-13',
+              'hf://microsoft/cvt-13-384', 'hf://microsoft/cvt-13-384-22k',
+              'hf://microsoft/cvt-21', 'hf://microsoft/cvt-21-384',
+              'hf://microsoft/cvt-21-384-22k',
+              'hf://microsoft/cvt-w24-384-22k'):
         assert w in weights, w
 
 

@@ -1,6 +1,6 @@
 """ImageNet (classification) weights reach the detector's / segmentor's
-backbone through the configs' ``init_cfg=dict(type='Pretrained', ...,
-prefix='backbone.')``, and frozen stages stay frozen while training.
+backbone through the configs' own ``init_cfg=dict(type='Pretrained', ...)``
+(pointed at a local file), and frozen stages stay frozen while training.
 
 The checkpoint is written in the layout a classification run saves (and
 ``tools/model_converters/cvt_to_mmcvt.py`` produces): ``state_dict`` with
@@ -11,6 +11,7 @@ import os.path as osp
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
@@ -41,8 +42,8 @@ def _pretrained_cfg(config, tmp_path, ckpt, **backbone):
         cfg = tiny_upernet_cfg(config, str(tmp_path / 'ade'),
                                str(tmp_path / 'work'))
     # exactly the configs' init_cfg, pointed at the test checkpoint
-    cfg.model.backbone.init_cfg = dict(
-        type='Pretrained', checkpoint=ckpt, prefix='backbone.')
+    init_cfg = Config.fromfile(config).model.backbone.init_cfg
+    cfg.model.backbone.init_cfg = dict(init_cfg, checkpoint=ckpt)
     cfg.model.backbone.update(backbone)
     return cfg
 

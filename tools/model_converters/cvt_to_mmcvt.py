@@ -5,8 +5,10 @@ mmcvt / mmpretrain layout (``backbone.stages.*``, ``backbone.norm.*``,
     python tools/model_converters/cvt_to_mmcvt.py SRC DST [--arch 13]
 
 SRC is a torch file (``.pth``/``.pt``/``.bin``; a bare state dict or one
-wrapped as ``{'state_dict': ...}`` / ``{'model': ...}``). DST receives
-``{'state_dict': converted, 'meta': {...}}``. The conversion logic lives in
+wrapped as ``{'state_dict': ...}`` / ``{'model': ...}``), a ``.safetensors``
+file or a hub model (``hf://microsoft/cvt-13``). DST receives
+``{'state_dict': converted, 'meta': {...}}``, or, for a ``.safetensors``
+DST, the converted tensors with the meta as string metadata. The conversion logic lives in
 ``mmcvt/models/utils/ckpt_convert.py``.
 """
 import argparse
@@ -19,7 +21,7 @@ import torch
 # runnable from a checkout without installing mmcvt
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
-from mmcvt.compat import load_checkpoint_file  # noqa: E402
+from mmcvt.checkpoint import HF_SCHEME, download, read_file  # noqa: E402
 from mmcvt.models import CvT  # noqa: E402
 from mmcvt.models.utils import (convert_checkpoint, detect_format,  # noqa
                                 infer_arch, unwrap)
@@ -29,8 +31,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Convert an official or HuggingFace CvT checkpoint to '
         'the mmcvt (mmpretrain) layout.')
-    parser.add_argument('src', help='official / HuggingFace checkpoint')
-    parser.add_argument('dst', help='output .pth path')
+    parser.add_argument(
+        'src', help='official / HuggingFace checkpoint: a file (.pth, .bin, '
+        '.safetensors) or hf://owner/repo[/file]')
+    parser.add_argument('dst', help='output .pth or .safetensors path')
     parser.add_argument(
         '--arch',
         default=None,
@@ -41,9 +45,13 @@ def parse_args(argv=None):
 
 def _load(path):
     try:
-        return load_checkpoint_file(path, map_location='cpu')
-    except FileNotFoundError:
-        raise ValueError(f'No such checkpoint file: {path}') from None
+        local = download(path) if path.startswith(HF_SCHEME) else path
+        return read_file(local, map_location='cpu')
+    except FileNotFoundError as e:
+        raise ValueError(f'No such checkpoint file: {path}'
+                         f'{"" if "://" not in path else f" ({e})"}') from None
+    except ConnectionError as e:
+        raise ValueError(str(e)) from None
     except pickle.UnpicklingError as e:
         # a real checkpoint with Python objects the safe loader refuses
         raise ValueError(
@@ -53,6 +61,18 @@ def _load(path):
     except ValueError as e:  # not a readable checkpoint at all
         raise ValueError(f'Cannot read {path}: corrupt or not a torch file. '
                          f'{e}') from e
+
+
+def _save(converted: dict, meta: dict, dst: str) -> None:
+    if dst.endswith('.safetensors'):
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous()
+                   for k, v in converted.items()},
+                  dst,
+                  metadata={k: str(v)
+                            for k, v in meta.items()})
+    else:
+        torch.save({'state_dict': converted, 'meta': meta}, dst)
 
 
 def convert(src, dst, arch=None):
@@ -80,12 +100,12 @@ def convert(src, dst, arch=None):
                 f'it looks like {looks} (depths='
                 f'{info["depths"]}, embed_dims={info["embed_dims"]}).')
     meta = dict(
-        source=osp.abspath(src),
+        source=src if '://' in src else osp.abspath(src),
         source_format=fmt,
         arch=name if name else dict(
             embed_dims=info['embed_dims'], depths=info['depths']),
         converter='mmcvt tools/model_converters/cvt_to_mmcvt.py')
-    torch.save({'state_dict': converted, 'meta': meta}, dst)
+    _save(converted, meta, dst)
     return fmt, name, converted
 
 

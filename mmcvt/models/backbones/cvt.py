@@ -761,10 +761,15 @@ class CvT(BaseModule):
         position embeddings), or load ``init_cfg`` ``Pretrained`` weights."""
         cfgs = self.init_cfg if isinstance(self.init_cfg,
                                            list) else [self.init_cfg]
-        if any(
-                isinstance(c, dict) and c.get('type') == 'Pretrained'
-                for c in cfgs):
-            super().init_weights()
+        pretrained = [
+            c.get('checkpoint') for c in cfgs
+            if isinstance(c, dict) and c.get('type') == 'Pretrained'
+        ]
+        if pretrained:
+            try:
+                super().init_weights()
+            except ValueError as e:  # name the file the problem is in
+                raise ValueError(f'{pretrained[0]}: {e}') from e
             return
 
         def _init(m):
