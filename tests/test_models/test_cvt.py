@@ -70,13 +70,30 @@ def _dims(arch):
 # ---------------------------------------------------------------------------
 
 
+# MODEL.SPEC of the official experiments/imagenet/cvt/cvt-*.yaml
+OFFICIAL_SPECS = {
+    '13': dict(embed_dims=[64, 192, 384], num_heads=[1, 3, 6],
+               depths=[1, 2, 10], drop_path_rates=[0., 0., 0.1]),
+    '21': dict(embed_dims=[64, 192, 384], num_heads=[1, 3, 6],
+               depths=[1, 4, 16], drop_path_rates=[0., 0., 0.1]),
+    'w24': dict(embed_dims=[192, 768, 1024], num_heads=[3, 12, 16],
+                depths=[2, 2, 20], drop_path_rates=[0., 0., 0.3]),
+}
+
+
 @pytest.mark.parametrize('arch', ZOO)
 def test_arch_aliases(arch):
-    a, b = _meta(arch), _meta(ALIASES[arch])
-    assert [p.shape for p in a.parameters()] == \
-        [p.shape for p in b.parameters()]
-    assert a.depths == CvT.arch_zoo[arch]['depths']
-    assert a.drop_path_rates == CvT.arch_zoo[arch]['drop_path_rates']
+    """Every name of a variant builds the official yaml's model."""
+    spec = OFFICIAL_SPECS[arch]
+    for name in (arch, ALIASES[arch], ALIASES[arch].upper()):
+        model = _meta(name)
+        assert model.embed_dims == spec['embed_dims'], name
+        assert model.num_heads == spec['num_heads'], name
+        assert model.depths == spec['depths'], name
+        assert model.drop_path_rates == spec['drop_path_rates'], name
+        assert [len(s.blocks) for s in model.stages] == spec['depths']
+        assert [s.blocks[0].attn.num_heads
+                for s in model.stages] == spec['num_heads']
 
 
 @pytest.mark.parametrize('arch,expected', [('13', 19_997_480),

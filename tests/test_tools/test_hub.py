@@ -264,12 +264,17 @@ def test_get_model_by_name_matches_transformers(hub, weights):
 
     image = np.random.default_rng(0).integers(0, 255, (200, 260, 3),
                                               dtype=np.uint8)
-    result = inference_model('cvt-13_in1k', image)
-    assert len(result['pred_scores']) == 1000
-    inferencer = ImageClassificationInferencer('cvt-13_in1k')
-    assert len(inferencer(image)[0]['pred_scores']) == 1000
-    feats = FeatureExtractor('cvt-13_in1k')(image)[0]
-    assert feats[-1].shape == (384, )
+    # mmpretrain's inferencers build their pipelines in the current default
+    # scope: the one of a fresh mmpretrain session, whatever earlier tests
+    # of this process (mmdet, mmseg) left
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        result = inference_model('cvt-13_in1k', image)
+        assert len(result['pred_scores']) == 1000
+        inferencer = ImageClassificationInferencer('cvt-13_in1k')
+        assert len(inferencer(image)[0]['pred_scores']) == 1000
+        feats = FeatureExtractor('cvt-13_in1k')(image)[0]
+        assert feats[-1].shape == (384, )
 
 
 def test_tools_test_reads_hub_checkpoints(tmp_path, hub):
