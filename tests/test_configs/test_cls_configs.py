@@ -391,3 +391,39 @@ def test_ablation_metafile_matches_paper():
         assert meta['Metadata']['Parameters'] == params_m * 1e6, name
         acc = meta['Results'][0]['Metrics']['Top 1 Accuracy']
         assert acc == top1, name
+
+
+def test_layer_wise_lr_decay_groups():
+    """CvT.get_layer_depth drives mmpretrain's layer-decay constructor: the
+    head at the base lr, every block one depth below the next across the
+    three stages, the first embedding lowest; the no-decay rules hold
+    alongside (checked with a non-zero weight decay)."""
+    from mmengine.optim import build_optim_wrapper
+    cfg = _load(
+        osp.join(CONFIG_DIR, 'cvt_transfer',
+                 'cvt-13_in21k-pre_cifar10-384px_layer-decay.py'))
+    cfg.optim_wrapper.optimizer.weight_decay = wd = 0.05
+    model = _build_model(cfg)
+    init_default_scope('mmpretrain')
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    groups = {g['param_name']: g for g in wrapper.optimizer.param_groups}
+    assert set(groups) == {
+        n for n, p in model.named_parameters() if p.requires_grad}
+    lr, rate, top = cfg.optim_wrapper.optimizer.lr, 0.75, 1 + 2 + 10 + 1
+
+    def depth(name):
+        return groups[name]['layer_id']
+
+    assert depth('head.fc.weight') == depth('backbone.norm.weight') == top
+    assert groups['head.fc.weight']['lr'] == pytest.approx(lr)
+    blocks = [f'backbone.stages.{i}.blocks.{j}.mlp.fc1.weight'
+              for i, n in enumerate((1, 2, 10)) for j in range(n)]
+    assert [depth(b) for b in blocks] == list(range(1, 14))
+    assert depth('backbone.stages.0.patch_embed.proj.weight') == 0
+    assert depth('backbone.stages.1.patch_embed.proj.weight') == 1
+    assert depth('backbone.stages.2.cls_token') == 3
+    for name, g in groups.items():
+        assert g['lr'] == pytest.approx(lr * rate**(top - g['layer_id']))
+        no_decay = (name.endswith('.bias') or name.endswith('.cls_token')
+                    or '.norm' in name or '.bn.' in name)
+        assert g['weight_decay'] == (0. if no_decay else wd), name

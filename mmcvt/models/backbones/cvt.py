@@ -791,6 +791,38 @@ class CvT(BaseModule):
         else:
             self._is_init = True
 
+    def get_layer_depth(self, param_name: str,
+                        prefix: str = '') -> Tuple[int, int]:
+        """The layer-wise depth of a parameter, for mmpretrain's
+        ``LearningRateDecayOptimWrapperConstructor``.
+
+        The blocks of all stages count in order (1, 2, ...); a stage's token
+        embedding, class token and position embedding sit just below its
+        first block (the first stage's at 0, the lowest); the final and
+        output norms and anything outside the backbone (the head) are the
+        highest.
+
+        Args:
+            param_name (str): The name of the parameter.
+            prefix (str): The prefix of the backbone's parameters, e.g.
+                ``'backbone.'``. Defaults to ''.
+
+        Returns:
+            Tuple[int, int]: The depth of the parameter and the number of
+            depths.
+        """
+        num_layers = sum(self.depths) + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers  # head
+        parts = param_name[len(prefix):].split('.')
+        if parts[0] != 'stages':
+            return num_layers - 1, num_layers  # norm, out_norm{i}
+        stage = int(parts[1])
+        before = sum(self.depths[:stage])  # blocks of the earlier stages
+        if parts[2] == 'blocks':
+            return before + int(parts[3]) + 1, num_layers
+        return before, num_layers  # patch_embed, cls_token, pos_embed
+
     # ---- deployment and fast paths --------------------------------------
 
     def switch_to_deploy(self) -> 'CvT':

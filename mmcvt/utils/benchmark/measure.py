@@ -104,7 +104,7 @@ def measure_peak(step: Callable[[], None], device: torch.device,
 _MAC_CACHE: Dict[tuple, Tuple[float, float]] = {}
 
 
-def _sdpa_formulas() -> dict:
+def sdpa_formulas() -> dict:
     """Extra / overriding ``FlopCounterMode`` formulas for fused attention.
 
     * ``F.scaled_dot_product_attention`` on CPU dispatches to
@@ -144,7 +144,7 @@ def count_macs(model: nn.Module, size: int, device: torch.device,
     from torch.utils.flop_counter import FlopCounterMode
     x = torch.randn(1, 3, size, size, device=device)
     counter = FlopCounterMode(display=False,
-                              custom_mapping=_sdpa_formulas())
+                              custom_mapping=sdpa_formulas())
     was_training = model.training
     if mode == 'infer':
         model.eval()
