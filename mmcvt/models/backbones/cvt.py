@@ -229,9 +229,10 @@ class ConvAttention(nn.Module):
         return x.unflatten(-1, (self.num_heads, self.head_dims)).transpose(
             1, 2)
 
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[int,
-                                                       int]) -> torch.Tensor:
-        path = select_path(x, self.fused)
+    def _qkv(self, x: torch.Tensor, hw_shape: Tuple[int, int],
+             path: Path) -> Tuple[torch.Tensor, ...]:
+        """q, k and v, each ``(B, nh, T, hd)``: T = Tq for q, Tkv for k, v
+        (with the class token first when there is one)."""
         if self.with_cls_token:
             # (B, 1+H*W, C) -> (B, 1, C), (B, H*W, C)
             cls_token, x = x[:, :1], x[:, 1:]
@@ -248,10 +249,25 @@ class ConvAttention(nn.Module):
             k = torch.cat((cls_token, k), dim=1)
             v = torch.cat((cls_token, v), dim=1)
 
-        # (B, T, C) -> (B, nh, T, hd), T = Tq for q, Tkv for k and v
-        q = self._split_heads(self._linear(self.proj_q, q, path))
-        k = self._split_heads(self._linear(self.proj_k, k, path))
-        v = self._split_heads(self._linear(self.proj_v, v, path))
+        # (B, T, C) -> (B, nh, T, hd)
+        return tuple(
+            self._split_heads(self._linear(layer, t, path))
+            for layer, t in ((self.proj_q, q), (self.proj_k, k),
+                             (self.proj_v, v)))
+
+    @torch.no_grad()
+    def attention_weights(self, x: torch.Tensor,
+                          hw_shape: Tuple[int, int]) -> torch.Tensor:
+        """The attention of this layer's input ``x``: ``softmax(q k^T *
+        scale)``, ``(B, nh, Tq, Tkv)``, as the reference path computes it
+        (without dropout), for inspection."""
+        q, k, _ = self._qkv(x, hw_shape, Path.REFERENCE)
+        return ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int,
+                                                       int]) -> torch.Tensor:
+        path = select_path(x, self.fused)
+        q, k, v = self._qkv(x, hw_shape, path)
 
         dropout_p = self.attn_drop if self.training else 0.
         if path is Path.REFERENCE:
@@ -718,6 +734,12 @@ class CvT(BaseModule):
     display_name = staticmethod(cvt_spec.display_name)
 
     @property
+    def num_extra_tokens(self) -> int:
+        """Class tokens before the patch tokens of the last stage's
+        ``'raw'`` output (what mmpretrain's ``vis_cam --vit-like`` drops)."""
+        return self.stages[-1].num_extra_tokens
+
+    @property
     def patch_sizes(self) -> List[int]:
         return [s.patch_size for s in self.specs]
 
@@ -793,35 +815,10 @@ class CvT(BaseModule):
 
     def get_layer_depth(self, param_name: str,
                         prefix: str = '') -> Tuple[int, int]:
-        """The layer-wise depth of a parameter, for mmpretrain's
-        ``LearningRateDecayOptimWrapperConstructor``.
-
-        The blocks of all stages count in order (1, 2, ...); a stage's token
-        embedding, class token and position embedding sit just below its
-        first block (the first stage's at 0, the lowest); the final and
-        output norms and anything outside the backbone (the head) are the
-        highest.
-
-        Args:
-            param_name (str): The name of the parameter.
-            prefix (str): The prefix of the backbone's parameters, e.g.
-                ``'backbone.'``. Defaults to ''.
-
-        Returns:
-            Tuple[int, int]: The depth of the parameter and the number of
-            depths.
-        """
-        num_layers = sum(self.depths) + 2
-        if not param_name.startswith(prefix):
-            return num_layers - 1, num_layers  # head
-        parts = param_name[len(prefix):].split('.')
-        if parts[0] != 'stages':
-            return num_layers - 1, num_layers  # norm, out_norm{i}
-        stage = int(parts[1])
-        before = sum(self.depths[:stage])  # blocks of the earlier stages
-        if parts[2] == 'blocks':
-            return before + int(parts[3]) + 1, num_layers
-        return before, num_layers  # patch_embed, cls_token, pos_embed
+        """``(depth, number of depths)`` of a parameter for mmpretrain's
+        ``LearningRateDecayOptimWrapperConstructor``: see
+        :func:`mmcvt.models.utils.cvt_spec.layer_depth`."""
+        return cvt_spec.layer_depth(self.depths, param_name, prefix)
 
     # ---- deployment and fast paths --------------------------------------
 

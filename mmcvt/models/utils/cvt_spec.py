@@ -14,7 +14,8 @@ from ..layers.fast_paths import autocast_active
 __all__ = [
     'StageSpec', 'ARCH_KEYS', 'OUT_TYPES', 'PER_STAGE_ARGS', 'parse_arch',
     'build_stage_specs', 'check_args', 'check_input', 'parse_out_indices',
-    'token_grids', 'min_input_size', 'display_name', 'variant_name'
+    'token_grids', 'min_input_size', 'display_name', 'variant_name',
+    'layer_depth'
 ]
 
 ARCH_KEYS = ('embed_dims', 'num_heads', 'depths', 'drop_path_rates')
@@ -310,3 +311,35 @@ def check_input(x: torch.Tensor, specs: List[StageSpec], in_channels: int,
                 f'a {grid[0]}x{grid[1]} token grid (k/v grid '
                 f'{kv_grid[0]}x{kv_grid[1]}). The minimum input size is '
                 f'{size}x{size}.')
+
+
+def layer_depth(depths: Sequence[int], param_name: str,
+                prefix: str = '') -> Tuple[int, int]:
+    """The layer-wise depth of a CvT parameter (layer-wise lr decay).
+
+    The blocks of all stages count in order (1, 2, ...); a stage's token
+    embedding, class token and position embedding sit just below its first
+    block (the first stage's at 0, the lowest); the final and output norms
+    and anything outside the backbone (the head) are the highest.
+
+    Args:
+        depths (Sequence[int]): Blocks per stage.
+        param_name (str): The name of the parameter.
+        prefix (str): The prefix of the backbone's parameters, e.g.
+            ``'backbone.'``. Defaults to ''.
+
+    Returns:
+        Tuple[int, int]: The depth of the parameter and the number of
+        depths.
+    """
+    num_layers = sum(depths) + 2
+    if not param_name.startswith(prefix):
+        return num_layers - 1, num_layers  # head
+    parts = param_name[len(prefix):].split('.')
+    if parts[0] != 'stages':
+        return num_layers - 1, num_layers  # norm, out_norm{i}
+    stage = int(parts[1])
+    before = sum(depths[:stage])  # blocks of the earlier stages
+    if parts[2] == 'blocks':
+        return before + int(parts[3]) + 1, num_layers
+    return before, num_layers  # patch_embed, cls_token, pos_embed

@@ -1,0 +1,38 @@
+"""tools/deployment/pytorch2onnx.py: the deploy form (BatchNorm folded)
+exported with dynamic batch / height / width, equal to PyTorch in
+onnxruntime at two other input sizes."""
+import importlib.util
+import os.path as osp
+
+import onnx
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+SCRIPT = osp.join(ROOT, 'tools', 'deployment', 'pytorch2onnx.py')
+DEMO = osp.join(ROOT, 'configs', 'demo', 'cvt-tiny_digits.py')
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location('pytorch2onnx', SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('backbone_only,outputs', [(False, 1),
+                                                   (True, 3)])
+def test_export_matches_pytorch_at_other_sizes(backbone_only, outputs,
+                                               tmp_path):
+    out = str(tmp_path / 'model.onnx')
+    argv = [DEMO, '--out', out, '--shape', '32', '32', '--check-shapes',
+            '1', '32', '32', '3', '48', '40']
+    if backbone_only:
+        argv.append('--backbone-only')
+    diffs = _tool().main(argv)
+    assert len(diffs) == 2 and max(diffs) <= 1e-4
+    graph = onnx.load(out).graph
+    assert len(graph.output) == outputs
+    dims = graph.input[0].type.tensor_type.shape.dim
+    assert [bool(d.dim_param) for d in dims] == [True, False, True, True]
+    ops = {n.op_type for n in graph.node}
+    assert 'BatchNormalization' not in ops  # folded into the convolutions
