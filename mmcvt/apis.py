@@ -6,7 +6,7 @@ from typing import Optional, Tuple
 import torch
 from mmengine.config import Config
 
-__all__ = ['init_model', 'normalisation']
+__all__ = ['init_model', 'normalisation', 'TensorForward']
 
 
 def init_model(config: str,
@@ -34,3 +34,15 @@ def normalisation(cfg: Config) -> Tuple[torch.Tensor, torch.Tensor]:
     mean = torch.tensor(pre.get('mean', [0., 0., 0.])).view(1, 3, 1, 1)
     std = torch.tensor(pre.get('std', [1., 1., 1.])).view(1, 3, 1, 1)
     return mean, std
+
+
+class TensorForward(torch.nn.Module):
+    """An mmpretrain classifier as images -> logits (``mode='tensor'``:
+    backbone, neck, head), for tools that call a plain ``forward``."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, mode='tensor')

@@ -1,19 +1,16 @@
 """tools/analysis/get_flops.py: MACs and parameters of a config at any size,
 per stage, attention matmuls included."""
-import importlib.util
 import os.path as osp
 
 import pytest
 
+from .tool_module import load_tool
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SCRIPT = osp.join(ROOT, 'tools', 'analysis', 'get_flops.py')
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location('get_flops', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis', 'get_flops.py')
 
 
 @pytest.mark.parametrize('config,size,gmacs,params', [

@@ -1,22 +1,19 @@
 """tools/deployment/pytorch2onnx.py: the deploy form (BatchNorm folded)
 exported with dynamic batch / height / width, equal to PyTorch in
 onnxruntime at two other input sizes."""
-import importlib.util
 import os.path as osp
 
 import onnx
 import pytest
 
+from .tool_module import load_tool
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SCRIPT = osp.join(ROOT, 'tools', 'deployment', 'pytorch2onnx.py')
 DEMO = osp.join(ROOT, 'configs', 'demo', 'cvt-tiny_digits.py')
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location('pytorch2onnx', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('deployment', 'pytorch2onnx.py')
 
 
 @pytest.mark.parametrize('backbone_only,outputs', [(False, 1),

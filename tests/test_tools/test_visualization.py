@@ -1,7 +1,6 @@
 """tools/visualization/vis_attention.py and mmcvt/utils/visualization.py:
 attention maps read through hooks are the layer's own softmax(q k^T scale),
 and the pictures come out at the image's size."""
-import importlib.util
 import os.path as osp
 
 import numpy as np
@@ -13,8 +12,9 @@ import mmcvt  # noqa: F401
 from mmcvt.models import CvT
 from mmcvt.utils import visualization as vis
 
+from .tool_module import load_tool
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SCRIPT = osp.join(ROOT, 'tools', 'visualization', 'vis_attention.py')
 DEMO = osp.join(ROOT, 'configs', 'demo', 'cvt-tiny_digits.py')
 TINY = dict(embed_dims=[16, 32, 48], num_heads=[1, 2, 3], depths=[1, 1, 2],
             drop_path_rates=[0., 0., 0.])
@@ -77,10 +77,7 @@ def test_attention_maps_are_the_layers_softmax():
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location('vis_attention', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('visualization', 'vis_attention.py')
 
 
 @pytest.fixture(scope='module')

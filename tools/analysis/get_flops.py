@@ -21,6 +21,7 @@ import torch
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 import mmcvt  # noqa: E402,F401
+from mmcvt.apis import TensorForward  # noqa: E402
 from mmcvt.utils.flops import count_model, format_table  # noqa: E402
 
 
@@ -55,20 +56,9 @@ def build(cfg):
     with DefaultScope.overwrite_default_scope(scope), torch.device('meta'):
         if scope == 'mmpretrain':
             model = MODELS.build(cfg.model).eval()
-            return _Tensor(model), model.backbone
+            return TensorForward(model), model.backbone
         backbone = MODELS.build(cfg.model.backbone).eval()
         return backbone, backbone
-
-
-class _Tensor(torch.nn.Module):
-    """A classifier's plain tensor forward (backbone, neck, head)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x, mode='tensor')
 
 
 def main(argv=None) -> list:

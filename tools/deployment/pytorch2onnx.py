@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 import mmcvt  # noqa: E402,F401
-from mmcvt.apis import init_model  # noqa: E402
+from mmcvt.apis import TensorForward, init_model  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -63,17 +63,6 @@ def parse_args(argv=None):
     return args
 
 
-class _Logits(torch.nn.Module):
-    """A classifier's plain tensor forward: images -> logits."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x, mode='tensor')
-
-
 def exportable(config: str, checkpoint=None, backbone_only: bool = False):
     """The module to export: the deploy-form classifier (logits) or backbone
     (one map per stage), and its output names."""
@@ -84,7 +73,7 @@ def exportable(config: str, checkpoint=None, backbone_only: bool = False):
         backbone.out_indices = list(range(backbone.num_stages))
         backbone.out_type = 'featmap'
         return backbone.eval(), [f'stage{i}' for i in backbone.out_indices]
-    return _Logits(model).eval(), ['logits']
+    return TensorForward(model).eval(), ['logits']
 
 
 def export(module: torch.nn.Module, outputs, path: str, shape, opset: int):
