@@ -11,10 +11,12 @@ onnxruntime against PyTorch.
     python tools/deployment/pytorch2onnx.py CONFIG CHECKPOINT --backbone-only \
         --out cvt-13_backbone.onnx
 
-The model is traced by ``torch.export`` (``torch.onnx.export(dynamo=True)``,
-opset 18 by default), which keeps the token grid sizes symbolic, so one file
-serves any input size the model accepts; attention runs on the standard
-``scaled_dot_product_attention`` path there. The input is the normalised
+The model is traced by ``torch.export`` (``torch.onnx.export(dynamo=True)``),
+which keeps the token grid sizes symbolic, so one file serves any input size
+the model accepts. Opset 18 (default): attention runs on the standard
+``scaled_dot_product_attention`` path, written as MatMul / Softmax / MatMul,
+which onnxruntime and every opset-18 runtime execute (ONNX's own Attention
+operator needs opset 23). The input is the normalised
 image tensor ``(B, 3, H, W)``: apply the config's mean / std first. The check
 runs both at two input sizes (``--check-shapes``) and fails above
 ``--tolerance`` (max abs difference).
