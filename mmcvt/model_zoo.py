@@ -13,6 +13,7 @@ import importlib.abc
 import importlib.util
 import os.path as osp
 import sys
+import warnings
 from typing import Callable, Optional, Tuple
 
 __all__ = ['model_index', 'register_model_index']
@@ -70,11 +71,19 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
+def _register_or_warn(module=None) -> None:
+    # runs inside the import of mmpretrain: never break that import
+    try:
+        register_model_index(module)
+    except Exception as e:  # noqa: BLE001
+        warnings.warn(f'mmcvt: its models are not available by name in '
+                      f'mmpretrain ({type(e).__name__}: {e}).')
+
+
 def register_when_imported() -> None:
     """Register the model index now if mmpretrain's ``ModelHub`` is loaded,
     else as soon as it is."""
     if _HUB_MODULE in sys.modules:
-        register_model_index()
+        _register_or_warn()
     elif not any(isinstance(f, _AfterImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterImport(_HUB_MODULE,
-                                             register_model_index))
+        sys.meta_path.insert(0, _AfterImport(_HUB_MODULE, _register_or_warn))

@@ -332,3 +332,18 @@ def test_converter_reads_and_writes_safetensors_and_hub(
     assert set(converted) == set(weights['source'])
     for k, v in weights['source'].items():
         assert torch.equal(converted[k], v), k
+
+
+@pytest.mark.parametrize('order', ['mmcvt first', 'mmpretrain first'])
+def test_models_by_name_whatever_the_import_order(order):
+    """mmcvt's names reach mmpretrain's ModelHub whether mmpretrain is
+    imported after mmcvt (import hook) or before; ``import mmcvt`` itself
+    does not import mmpretrain."""
+    first = ('import mmcvt, sys; assert "mmpretrain" not in sys.modules; '
+             'import mmpretrain.apis' if order == 'mmcvt first' else
+             'import mmpretrain.apis; import mmcvt')
+    code = (f'{first}; from mmpretrain import list_models; '
+            'names = list_models("cvt-*"); '
+            'assert "cvt-13_in1k" in names and '
+            '"cvt-w24_in21k-pre_in1k-384px" in names, names')
+    subprocess.run([sys.executable, '-c', code], check=True, cwd=ROOT)
