@@ -404,3 +404,33 @@ def test_hooks_see_whole_tensors(where):
         fp.MLP_CHUNK_ELEMENTS = old
         handle.remove()
     assert len(seen) == 1 and seen[0][:2] == (2, 16 * 16)
+
+
+def test_cpu_autocast_training_runs_projections_in_fp32(monkeypatch):
+    """Under CPU mixed precision the depth-wise projections train through
+    the recomputing kernel in fp32 (their half-precision backward is the
+    slowest kernel of a bf16 step), matching fp32 bn(conv(x)) closely;
+    inference keeps them in the autocast dtype."""
+    calls = []
+    kernel = fp.dw_conv_bn_train
+
+    def spy(x, conv, bn):
+        calls.append(x.dtype)
+        return kernel(x, conv, bn)
+
+    monkeypatch.setattr(fp, 'dw_conv_bn_train', spy)
+    torch.manual_seed(0)
+    proj = DWConvBN(8, 3, 2, 1).train()
+    ref = copy.deepcopy(proj)
+    ref.fused = False
+    x = torch.randn(2, 8, 12, 12, requires_grad=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = proj(x)
+    assert calls == [torch.float32] and out.dtype == torch.float32
+    torch.testing.assert_close(out, ref(x), rtol=1e-5, atol=1e-5)
+    out.sum().backward()
+    assert x.grad is not None and proj.conv.weight.grad is not None
+    proj.eval()
+    with torch.autocast('cpu', dtype=torch.bfloat16), torch.no_grad():
+        assert proj(x).dtype == torch.bfloat16
+    assert len(calls) == 1

@@ -116,6 +116,13 @@ class DWConvBN(nn.Module):
                            conv, bn)
         if path in (Path.REFERENCE, Path.STANDARD):
             return bn(conv(x))
+        if (path is Path.FUSED_TRAIN and x.device.type == 'cpu'
+                and fp.autocast_active(x)):
+            # CPU mixed-precision training: the depth-wise conv is cheap in
+            # fp32, but its half-precision backward is the slowest kernel of
+            # a bf16 step (a quarter of it); the linears after it cast again
+            with torch.autocast('cpu', enabled=False):
+                return self.forward(x.float())
         if bn.training or bn.running_mean is None:
             if (path is Path.FUSED_TRAIN and conv.bias is None
                     and bn.track_running_stats and not fp.autocast_active(x)):
