@@ -54,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         nargs='+',
         action=DictAction,
         help='override settings of the config, key=value pairs, e.g. '
-        'train_dataloader.batch_size=32 model.backbone.arch=21')
+        'train_dataloader.batch_size=32 model.backbone.arch=cvt-21')
     return parse_with_launcher(parser, argv)
 
 

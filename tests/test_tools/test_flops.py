@@ -52,3 +52,11 @@ def test_dense_config_counts_the_backbone_at_any_shape():
     assert [s["grid"] for s in result["stages"]] == [(200, 333), (100, 167),
                                                      (50, 84)]
     assert result['total'] == result['backbone']
+
+
+def test_cfg_options_override_the_config():
+    result, = _tool().main([
+        osp.join(ROOT, 'configs', 'cvt', 'cvt-13_imagenet.py'), '--shape',
+        '224', '--cfg-options', 'model.backbone.arch=cvt-21'
+    ])
+    assert result['total']['macs'] / 1e9 == pytest.approx(7.178, abs=6e-3)

@@ -16,6 +16,7 @@ import os.path as osp
 import sys
 
 import torch
+from mmengine.config import Config, DictAction
 
 # runnable from a checkout without installing mmcvt
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
@@ -38,7 +39,7 @@ def parse_args(argv=None):
     p.add_argument(
         '--cfg-options',
         nargs='+',
-        default=[],
+        action=DictAction,
         help='config overrides key=value (as tools/train.py)')
     args = p.parse_args(argv)
     shapes = args.shape or [[224]]
@@ -62,14 +63,10 @@ def build(cfg):
 
 
 def main(argv=None) -> list:
-    from mmengine.config import Config, DictAction
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
-        options = DictAction()
-        parsed = {}
-        options(None, parsed, args.cfg_options)
-        cfg.merge_from_dict(parsed)
+        cfg.merge_from_dict(args.cfg_options)
     model, backbone = build(cfg)
     results = []
     for shape in args.shapes:
