@@ -11,7 +11,7 @@ from mmengine.runner import Runner
 
 __all__ = [
     'parse_with_launcher', 'merge_common_args', 'merge_args', 'build_runner',
-    'shutdown_distributed'
+    'enable_visualization', 'shutdown_distributed'
 ]
 
 
@@ -102,6 +102,32 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         # torch refuses persistent workers without worker processes
         if args.no_persistent_workers or loader.get('num_workers', 0) == 0:
             loader['persistent_workers'] = False
+    return cfg
+
+
+def enable_visualization(cfg: Config, show_dir: str) -> Config:
+    """``--show-dir``: turn on the config's own visualization hook so that
+    every test image is drawn with its predictions (mmpretrain's
+    ``VisualizationHook``, mmdet's ``DetVisualizationHook``: one PNG file an
+    image in ``show_dir``; mmseg's ``SegVisualizationHook``: in
+    ``show_dir/vis_data/vis_image``). A relative ``show_dir`` is taken
+    inside the run's folder of the work dir, as the toolkits do."""
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    kind = hook['type'].split('.')[-1] if hook else None
+    if kind == 'VisualizationHook':
+        hook.update(enable=True, out_dir=show_dir, interval=1)
+    elif kind == 'DetVisualizationHook':
+        hook.update(draw=True, test_out_dir=show_dir)
+    elif kind == 'SegVisualizationHook':
+        hook.update(draw=True, interval=1)
+        cfg.visualizer.save_dir = show_dir
+    else:
+        raise ValueError(
+            f'--show-dir needs a visualization hook in the config\'s '
+            f'default_hooks (mmpretrain VisualizationHook, mmdet '
+            f'DetVisualizationHook or mmseg SegVisualizationHook); it has '
+            f'{kind or "none"}. Inherit the toolkit\'s default_runtime or add '
+            f'one.')
     return cfg
 
 

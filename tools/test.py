@@ -5,17 +5,20 @@ Examples::
     python tools/test.py CONFIG CHECKPOINT
     python tools/test.py configs/cvt/cvt-13_imagenet.py hf://microsoft/cvt-13
     python tools/test.py CONFIG CHECKPOINT --out results.pkl
+    python tools/test.py CONFIG CHECKPOINT --show-dir vis  # pictures
     bash tools/dist_test.sh CONFIG CHECKPOINT 8
 """
 import argparse
+import json
 import os.path as osp
 
 from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
 from mmengine.evaluator import DumpResults
 
 import mmcvt  # noqa: F401  (applies the compatibility fixes)
-from mmcvt.cli import (build_runner, merge_common_args, parse_with_launcher,
-                       shutdown_distributed)
+from mmcvt.cli import (build_runner, enable_visualization, merge_common_args,
+                       parse_with_launcher, shutdown_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -29,11 +32,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--out', help='dump the predictions to this pickle file')
     parser.add_argument(
+        '--show-dir',
+        help='draw the predictions on every test image into this folder '
+        '(inside the work dir\'s run folder when relative) with the '
+        'toolkit\'s visualizer')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
         help='override settings of the config, key=value pairs')
     return parse_with_launcher(parser, argv)
+
+
+def _number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def main(argv=None) -> None:
@@ -49,11 +64,19 @@ def main(argv=None) -> None:
             'num_workers', 0) == 0:
         cfg.test_dataloader.persistent_workers = False
 
+    if args.show_dir is not None:
+        enable_visualization(cfg, args.show_dir)
+
     runner = build_runner(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))
-    runner.test()
+    metrics = runner.test()
+    if is_main_process():
+        # the metrics once more, for scripts: <work dir>/metrics.json
+        with open(osp.join(cfg.work_dir, 'metrics.json'), 'w') as f:
+            json.dump({k: _number(v) for k, v in metrics.items()}, f,
+                      indent=1)
     shutdown_distributed()
 
 

@@ -3,24 +3,19 @@
 # scikit-learn):
 #   python tools/dataset_converters/prepare_digits.py   # -> data/digits
 #   python tools/train.py configs/demo/cvt-tiny_digits.py
-# 3 stages at 32x32 input: 16x16, 8x8 and 4x4 token grids (3x3 convolutional
-# token embeddings, stride 2), depth-wise convolutional projections with
-# BatchNorm, class token in the last stage.
-_base_ = ['../_base_/default_runtime.py']
+# 3 stages at 32x32 input: 8x8, 4x4 and 2x2 token grids (CvT-13's
+# convolutional token embeddings: 7x7 stride 4, then 3x3 stride 2),
+# depth-wise convolutional projections with BatchNorm, class token in the
+# last stage. The same tiny CvT is the backbone of the detection and
+# segmentation demos (../_base_/models/cvt-tiny_digits.py).
+_base_ = [
+    '../_base_/default_runtime.py', '../_base_/models/cvt-tiny_digits.py'
+]
 
 model = dict(
     type='ImageClassifier',
     backbone=dict(
-        type='mmcvt.CvT',
-        arch=dict(
-            embed_dims=[32, 64, 128],
-            num_heads=[1, 2, 4],
-            depths=[1, 1, 2],
-            drop_path_rates=[0., 0., 0.1]),
-        patch_sizes=(3, 3, 3),
-        patch_strides=(2, 2, 2),
-        patch_paddings=(1, 1, 1),
-        img_size=32,
+        type='mmcvt.CvT', **_base_.tiny_cvt, img_size=32,
         out_type='cls_token'),
     neck=None,
     head=dict(
@@ -36,7 +31,10 @@ model = dict(
 dataset_type = 'CustomDataset'
 data_root = 'data/digits'
 data_preprocessor = dict(
-    num_classes=10, mean=[127.5] * 3, std=[127.5] * 3, to_rgb=True)
+    num_classes=10,
+    mean=_base_.digits_mean,
+    std=_base_.digits_std,
+    to_rgb=True)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     # mild scale / aspect jitter; no flips (digits are not symmetric)

@@ -28,33 +28,83 @@ def _recorder(tmp_path, name='python'):
     prog = _executable(
         tmp_path / name, '#!/usr/bin/env bash\n'
         f'printf "%s " "$@" >> {log}\necho >> {log}\n'
-        # train.py leaves a checkpoint path for demo.sh to evaluate
-        'for a in "$@"; do case "$a" in *train.py) '
-        'mkdir -p "$WORK_DIR"; echo ckpt.pth > "$WORK_DIR/last_checkpoint";;'
-        'esac; done\n')
+        # train.py leaves a checkpoint path in its --work-dir for demo.sh
+        'train=false; prev=\n'
+        'for a in "$@"; do case "$a" in *train.py) train=true;; esac\n'
+        'if $train && [ "$prev" = --work-dir ]; then mkdir -p "$a"; '
+        'echo "$a/ckpt.pth" > "$a/last_checkpoint"; fi; prev=$a; done\n')
     return prog, log
 
 
-def test_demo_passes_training_options_to_train_only(tmp_path):
+def _demo(tmp_path, *args):
     python, log = _recorder(tmp_path)
     work = tmp_path / 'work'
-    env = dict(os.environ, PYTHON=python, WORK_DIR=str(work))
-    subprocess.run([
-        'bash', 'tools/demo.sh', '--amp', '--resume', '--cfg-options',
-        'train_cfg.max_epochs=3', 'model.backbone.arch=21', '--no-validate'
-    ],
-                   cwd=ROOT,
-                   env=env,
-                   check=True,
-                   capture_output=True)
-    calls = log.read_text().splitlines()
-    train = next(c for c in calls if 'tools/train.py' in c).split()
-    test = next(c for c in calls if 'tools/test.py' in c).split()
+    env = dict(os.environ, PYTHON=python, WORK_DIRS=str(work))
+    proc = subprocess.run(['bash', 'tools/demo.sh', *args],
+                          cwd=ROOT,
+                          env=env,
+                          capture_output=True,
+                          text=True)
+    calls = [c.split() for c in log.read_text().splitlines()
+             ] if log.exists() else []
+    return proc, calls, work
+
+
+def test_demo_passes_training_options_to_train_only(tmp_path):
+    proc, calls, work = _demo(tmp_path, 'cls', '--amp', '--resume',
+                              '--cfg-options', 'train_cfg.max_epochs=3',
+                              'model.backbone.arch=21', '--no-validate')
+    assert proc.returncode == 0, proc.stderr
+    train = next(c for c in calls if 'tools/train.py' in c)
+    test = next(c for c in calls if 'tools/test.py' in c)
     assert {'--amp', '--resume', '--no-validate'} <= set(train)
-    assert test[test.index('ckpt.pth') + 1:] == [
-        '--work-dir', f'{work}/test', '--cfg-options',
+    cls_work = f'{work}/cvt-tiny_digits'
+    assert test[test.index(f'{cls_work}/ckpt.pth') + 1:] == [
+        '--work-dir', f'{cls_work}/test', '--cfg-options',
         'train_cfg.max_epochs=3', 'model.backbone.arch=21'
     ]
+    # cls only: no scenes, no dense job; the summary of the cls job
+    assert not any('prepare_digit_scenes' in ' '.join(c) for c in calls)
+    assert calls[-1][-2:] == ['--job', 'cls']
+
+
+@pytest.mark.parametrize('job,config', [
+    ('det', 'mask-rcnn_cvt-tiny_fpn_digit-scenes'),
+    ('seg', 'upernet_cvt-tiny_digit-scenes'),
+])
+def test_demo_dense_job_starts_from_the_classifier(tmp_path, job, config):
+    """Without a classifier the dense job trains one first, then trains from
+    its last checkpoint and tests at the three scales, with pictures at the
+    training scale."""
+    proc, calls, work = _demo(tmp_path, job)
+    assert proc.returncode == 0, proc.stderr
+    trains = [c for c in calls if 'tools/train.py' in c]
+    assert [c[1] for c in trains] == [
+        'configs/demo/cvt-tiny_digits.py', f'configs/demo/{config}.py'
+    ]
+    assert trains[1][-2:] == [
+        '--cfg-options', 'model.backbone.init_cfg.checkpoint='
+        f'{work}/cvt-tiny_digits/ckpt.pth'
+    ]
+    tests = [c for c in calls if 'tools/test.py' in c and config + '.py' in
+             ' '.join(c)]
+    assert [c[-1] for c in tests] == [
+        f'test_dataloader.dataset.pipeline.1.scale=({s})'
+        for s in ('168,120', '224,160', '336,240')
+    ]
+    assert [('--show-dir' in c) for c in tests] == [False, True, False]
+    assert any('prepare_digit_scenes.py' in ' '.join(c) for c in calls)
+    # a second run reuses the classifier
+    proc, calls_again, _ = _demo(tmp_path, job)
+    assert proc.returncode == 0, proc.stderr
+    trains = [c for c in calls_again[len(calls):] if 'tools/train.py' in c]
+    assert len(trains) == 1
+
+
+def test_demo_rejects_an_unknown_job(tmp_path):
+    proc, calls, _ = _demo(tmp_path, 'detect')
+    assert proc.returncode == 2
+    assert "unknown job 'detect'" in proc.stderr and not calls
 
 
 @pytest.mark.parametrize('args,work_dir,rest', [

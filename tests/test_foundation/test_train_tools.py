@@ -1,4 +1,5 @@
 """tools/train.py, tools/test.py and tools/dist_train.sh as a user runs them."""
+import json
 import os
 import os.path as osp
 import pickle
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 import mmcvt  # noqa: F401  (registers the safe globals for torch.load)
@@ -121,14 +123,26 @@ def test_train_stop_resume_and_test(tmp_path):
                            saved['state_dict']['head.fc.weight'])
 
     # the checkpoint evaluates with tools/test.py
+    # with pictures (mmpretrain's VisualizationHook) and the metrics file
     out = str(tmp_path / 'preds.pkl')
+    show = tmp_path / 'pictures'
     proc = _run([sys.executable, osp.join(ROOT, 'tools/test.py'), cfg,
                  osp.join(work, 'iter_8.pth'), '--work-dir',
-                 str(tmp_path / 'test'), '--out', out], cwd=str(tmp_path))
+                 str(tmp_path / 'test'), '--out', out, '--show-dir',
+                 str(show)], cwd=str(tmp_path))
     assert 'accuracy/top1' in proc.stdout + proc.stderr
     with open(out, 'rb') as f:
         preds = pickle.load(f)
     assert len(preds) == 16  # the whole val split
+    with open(tmp_path / 'test' / 'metrics.json') as f:
+        top1 = json.load(f)['accuracy/top1']
+    correct = sum(int(p['pred_label'][0] == p['gt_label'][0]) for p in preds)
+    assert top1 == pytest.approx(100 * correct / 16)
+    # one picture an image, named after the image file (the two class
+    # folders of the tiny job share file names)
+    names = {osp.basename(p['img_path']) for p in preds}
+    assert {f.name.split('.png_')[0] + '.png'
+            for f in show.glob('*.png')} == names
 
 
 def test_resume_missing_checkpoint_is_clear(tmp_path):

@@ -133,3 +133,18 @@ def test_bad_arguments_are_refused(tmp_path):
     tool = load_tool('dataset_converters', 'prepare_digit_scenes.py')
     with pytest.raises(SystemExit):
         tool.parse_args(['--digit-size', '50', '200'])
+
+
+def test_scans_are_split_as_for_the_classifier():
+    """The validation scenes use only the scans that the digits classifier
+    holds out (prepare_digits.py, same seed): its weights, the dense demos'
+    start, have never seen a validation digit."""
+    from sklearn.datasets import load_digits
+    labels = load_digits().target
+    scenes = load_tool('dataset_converters', 'prepare_digit_scenes.py')
+    digits = load_tool('dataset_converters', 'prepare_digits.py')
+    for seed in (0, 3):
+        ours = scenes.split_digits(labels, seed)
+        theirs = digits.split_indices(labels, 0.2, seed)
+        assert ours['train'].tolist() == theirs['train']
+        assert ours['val'].tolist() == theirs['val']

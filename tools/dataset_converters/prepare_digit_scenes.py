@@ -42,7 +42,7 @@ CLASSES = tuple(str(d) for d in range(10))
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description='Scenes of handwritten digits')
     p.add_argument('--out', default='data/digit_scenes')
-    p.add_argument('--num-train', type=int, default=400)
+    p.add_argument('--num-train', type=int, default=200)
     p.add_argument('--num-val', type=int, default=100)
     p.add_argument('--height', nargs=2, type=int, default=[96, 160],
                    metavar=('MIN', 'MAX'), help='canvas height range')
@@ -75,7 +75,10 @@ def _settings(args) -> dict:
 
 def split_digits(labels: np.ndarray, seed: int) -> Dict[str, np.ndarray]:
     """A stratified 80/20 split of the digit scans: training scenes and
-    validation scenes use different scans."""
+    validation scenes use different scans. It is the split of
+    ``prepare_digits.py`` with the same seed, so the validation scenes hold
+    only scans that the digits classifier (the dense demos' starting
+    point) never trained on."""
     rng = np.random.RandomState(seed)
     train, val = [], []
     for c in range(10):

@@ -1,0 +1,6 @@
+# Control: the CvT frozen at its random initialisation (all three stages and
+# their output norms), only the neck and the heads train: what the backbone
+# adds is the gap to the other two runs.
+_base_ = ['./upernet_cvt-tiny_digit-scenes_scratch.py']
+
+model = dict(backbone=dict(frozen_stages=3))

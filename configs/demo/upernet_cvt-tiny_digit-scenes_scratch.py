@@ -1,0 +1,5 @@
+# Control: the same job with the CvT trained from its random initialisation
+# instead of the digits classifier.
+_base_ = ['./upernet_cvt-tiny_digit-scenes.py']
+
+model = dict(backbone=dict(init_cfg=None))
