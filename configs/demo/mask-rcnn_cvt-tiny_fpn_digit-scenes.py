@@ -61,12 +61,12 @@ test_pipeline = [
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                    'scale_factor')),
 ]
+dataset = dict(data_root=data_root, metainfo=metainfo)
 train_dataloader = dict(
     batch_size=4,
     num_workers=1,
     dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
+        dataset,
         ann_file='annotations/instances_train.json',
         data_prefix=dict(img='images/train/'),
         pipeline=train_pipeline))
@@ -74,8 +74,7 @@ val_dataloader = dict(
     batch_size=4,
     num_workers=1,
     dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
+        dataset,
         ann_file='annotations/instances_val.json',
         data_prefix=dict(img='images/val/'),
         pipeline=test_pipeline))

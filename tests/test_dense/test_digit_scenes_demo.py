@@ -24,7 +24,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 import mmcvt  # noqa: F401
-from .tiny_dense import RecordHook
+from .tiny_dense import RecordHook, randomize_bn_statistics
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = osp.join(ROOT, 'configs', 'demo')
@@ -69,11 +69,7 @@ def classifier(tmp_path_factory):
         torch.manual_seed(0)
         model = MODELS.build(Config.fromfile(CLS).model)
         model.init_weights()
-    for name, buf in model.named_buffers():
-        if name.endswith('running_mean'):
-            buf.copy_(torch.randn_like(buf) * 0.1)
-        elif name.endswith('running_var'):
-            buf.copy_(torch.rand_like(buf) + 0.5)
+    randomize_bn_statistics(model)
     path = str(tmp_path_factory.mktemp('cls') / 'epoch_20.pth')
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
     backbone = {
@@ -214,28 +210,22 @@ def _predict_at(runner, scale, n=2):
 
 
 @pytest.mark.parametrize('scale', SCALES, ids=lambda s: f'{s[0]}x{s[1]}')
-def test_detector_predicts_at_original_size(detector, scale):
-    runner, _ = detector
+@pytest.mark.parametrize('job', ['det', 'seg'])
+def test_predicts_at_original_size(job, detector, segmenter, scale):
+    runner, _ = detector if job == 'det' else segmenter
     for sample, result in _predict_at(runner, scale):
         h, w = sample.ori_shape
         if scale != (224, 160):  # the model saw another size
             assert result.img_shape != (h, w)
+        if job == 'seg':
+            assert result.pred_sem_seg.data.shape == (1, h, w)
+            continue
         pred = result.pred_instances
         assert len(pred) > 0
         assert pred.masks.shape[1:] == (h, w)
         boxes = pred.bboxes
         assert (boxes[:, 0::2] <= w + 1e-3).all()
         assert (boxes[:, 1::2] <= h + 1e-3).all()
-
-
-@pytest.mark.parametrize('scale', SCALES, ids=lambda s: f'{s[0]}x{s[1]}')
-def test_segmenter_predicts_at_original_size(segmenter, scale):
-    runner, _ = segmenter
-    for sample, result in _predict_at(runner, scale):
-        h, w = sample.ori_shape
-        if scale != (224, 160):  # the model saw another size
-            assert result.img_shape != (h, w)
-        assert result.pred_sem_seg.data.shape == (1, h, w)
 
 
 @pytest.mark.parametrize('job', ['det', 'seg'])

@@ -44,13 +44,18 @@ def tiny_backbone_state_dict(seed: int = 0, **kwargs) -> dict:
     torch.manual_seed(seed)
     cvt = CvT(arch=TINY_ARCH, **kwargs)
     cvt.init_weights()
-    # make the BatchNorm statistics non-trivial, so that loading them shows
-    for name, buf in cvt.named_buffers():
+    randomize_bn_statistics(cvt)
+    return {k: v.clone() for k, v in cvt.state_dict().items()}
+
+
+def randomize_bn_statistics(model: torch.nn.Module) -> None:
+    """Non-trivial BatchNorm running statistics, so that loading them
+    shows."""
+    for name, buf in model.named_buffers():
         if name.endswith('running_mean'):
             buf.copy_(torch.randn_like(buf) * 0.1)
         elif name.endswith('running_var'):
             buf.copy_(torch.rand_like(buf) + 0.5)
-    return {k: v.clone() for k, v in cvt.state_dict().items()}
 
 
 def write_cls_checkpoint(path: str, seed: int = 0) -> dict:

@@ -78,6 +78,23 @@ def exportable(config: str, checkpoint=None, backbone_only: bool = False):
     return TensorForward(model).eval(), ['logits']
 
 
+def check_export_shape(module: torch.nn.Module, shape) -> None:
+    """torch.export fixes every dimension that is 1 in the example input:
+    a token or key grid one token wide at the export shape would make the
+    exported height / width static."""
+    from mmcvt.models import CvT
+    from mmcvt.models.utils.cvt_spec import token_grids
+    cvt = next(m for m in module.modules() if isinstance(m, CvT))
+    for i, (grid, kv) in enumerate(token_grids(cvt.specs, tuple(shape))):
+        if min(grid + kv) <= 1:
+            raise ValueError(
+                f'--shape {shape[0]} {shape[1]} gives stage {i + 1} a '
+                f'{grid[0]}x{grid[1]} token grid with {kv[0]}x{kv[1]} keys: '
+                f'torch.export would fix the input size on a dimension of '
+                f'size 1 and the ONNX model would take no other. Export at '
+                f'a larger --shape (e.g. {2 * shape[0]} {2 * shape[1]}).')
+
+
 def export(module: torch.nn.Module, outputs, path: str, shape, opset: int):
     # batch 2 in the example: torch.export specialises dimensions of size 1
     x = torch.randn(2, 3, *shape)
@@ -115,6 +132,7 @@ def main(argv=None) -> list:
     args = parse_args(argv)
     module, outputs = exportable(args.config, args.checkpoint,
                                  args.backbone_only)
+    check_export_shape(module, args.shape)
     export(module, outputs, args.out, args.shape, args.opset)
     diffs = check(module, args.out, args.check_shapes)
     for shape, d in zip(args.check_shapes, diffs):
