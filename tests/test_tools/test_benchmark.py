@@ -174,3 +174,48 @@ def _check_parity(bench):
     with torch.no_grad():
         exact = hf_exact_gelu(pixel_values=x).logits
     assert not torch.allclose(exact, want, rtol=1e-4, atol=1e-4)
+
+
+def test_resolution_sweep_of_dense_backbones(capsys):
+    """``--task dense`` over a square and a non-square size: both backbones
+    return every stage's map for the same weights, every measurement runs,
+    and the growth table relates time, memory and MACs to the input area."""
+    from mmcvt.utils.benchmark import impls
+    from mmcvt.utils.benchmark.cli import main
+    ctx = impls.Weights('tiny', seed=0)
+    x = torch.randn(1, 3, 40, 72)
+    with torch.no_grad():
+        ours = impls.build_impl('mmcvt', ctx, (40, 72), torch.device('cpu'),
+                                {}, task='dense')[0](x)
+        ref = impls.build_impl('hf', ctx, (40, 72), torch.device('cpu'), {},
+                               task='dense')[0](x)
+    assert [tuple(t.shape) for t in ours] == [tuple(t.shape) for t in ref] \
+        == [(1, 16, 10, 18), (1, 32, 5, 9), (1, 64, 3, 5)]
+    # the same weights: only the MLP activation differs (QuickGELU vs GELU)
+    for a, b in zip(ours, ref):
+        assert (a - b).abs().max() < 0.05 * b.abs().max()
+
+    report = main([
+        '--archs', 'tiny', '--sizes', '48', '64x96', '--task', 'dense',
+        '--batch-size', '1', '--warmup', '0', '--repeats', '1',
+        '--threads', '1', '--modes', 'infer', 'train',
+        '--matmul-size', '128', '--matmul-seconds', '0.05', '--no-check'
+    ])  # yapf: disable
+    assert report['meta']['task'] == 'dense'
+    res = report['results']
+    assert [(r['impl'], r['size'], r['mode'], r['status']) for r in res] == [
+        (impl, size, mode, 'ok') for size in (48, (64, 96))
+        for mode in ('infer', 'train') for impl in ('mmcvt', 'hf')
+    ]
+    macs = {(r['impl'], r['size'], r['mode']): r['macs_step_per_image']
+            for r in res}
+    for impl in ('mmcvt', 'hf'):
+        for mode in ('infer', 'train'):
+            # 2.67x the area: more than 2.67x the MACs (attention is
+            # quadratic in the token count)
+            growth = macs[impl, (64, 96), mode] / macs[impl, 48, mode]
+            assert 64 * 96 / 48**2 < growth < (64 * 96 / 48**2)**2
+    out = capsys.readouterr().out
+    assert 'growth with the input area' in out and '64x96' in out
+    with pytest.raises(SystemExit):
+        main(['--sizes', '800x'])

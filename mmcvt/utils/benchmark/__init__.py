@@ -60,6 +60,13 @@ By default the implementations of one arch x size x mode are built
 together and timed round-robin (fairer on a shared machine);
 ``--sequential`` builds and measures one at a time (less memory).
 
+Input sizes are ``S`` (square) or ``HxW`` (``--sizes 224 512 800x1333``).
+``--task dense`` measures the backbones alone as detection and segmentation
+run them: every stage's map out (mmcvt ``out_type='featmap'``,
+transformers ``CvtModel`` hidden states), the training loss the sum of
+their means; with several sizes a second table gives how time, peak memory
+and MACs grow with the input area.
+
 Examples::
 
     # the issue's goal setting (CPU, fp32, CvT-13 at 224, batch 32)
@@ -69,6 +76,9 @@ Examples::
     python tools/analysis/benchmark.py --device cuda --dtype bf16 \
         --archs 13 21 w24 --sizes 224 384 \
         --impls mmcvt mmcvt-deploy mmcvt-compile hf --json bench.json
+    # dense-sized inputs: the backbones at detection / segmentation sizes
+    python tools/analysis/benchmark.py --task dense --archs 13 \
+        --sizes 224 512 800x1333 --batch-size 1 --sequential
 """
 from .cli import main, parse_args
 from .impls import build_hf, build_mmcvt, swap_quick_gelu

@@ -10,10 +10,11 @@ import sys
 
 import torch
 
-from .impls import (ARCHS, BUILTIN_IMPLS, Weights, check_parity, load_extra)
+from .impls import (ARCHS, BUILTIN_IMPLS, Weights, check_parity, load_extra,
+                    parse_size, size_label)
 from .measure import DTYPES, matmul_kernels, matmul_rate, measure_group
 from .report import (MAC_METHOD, MEMORY_METHOD, add_ratios, device_name,
-                     format_table)
+                     format_growth, format_table)
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
@@ -22,7 +23,13 @@ def parse_args(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--archs', nargs='+', default=['13', '21', 'w24'],
                    choices=sorted(ARCHS))
-    p.add_argument('--sizes', nargs='+', type=int, default=[224, 384])
+    p.add_argument('--sizes', nargs='+', type=parse_size,
+                   default=[224, 384],
+                   help='input sizes: S (square) or HxW, e.g. 224 800x1333')
+    p.add_argument('--task', default='cls', choices=['cls', 'dense'],
+                   help='cls: classifier (logits, cross entropy); dense: the '
+                   'backbone alone, every stage\'s map out (as detection '
+                   'and segmentation use it), loss = sum of their means')
     p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available()
                    else 'cpu', help='cpu | cuda | cuda:N')
@@ -93,6 +100,7 @@ def main(argv=None) -> dict:
         device=str(device),
         device_name=device_name(device),
         dtype=args.dtype,
+        task=args.task,
         batch_size=args.batch_size,
         warmup=args.warmup,
         repeats=args.repeats,
@@ -165,7 +173,8 @@ def main(argv=None) -> dict:
                                f"peak {r.get('peak_mb', float('nan')):.0f} MB")
                     elif r.get('error'):
                         msg += ': ' + r['error']
-                    print(f"#   {r['impl']:<14} CvT-{arch:<4} {size:>4} "
+                    print(f"#   {r['impl']:<14} CvT-{arch:<4} "
+                          f"{size_label(size):>8} "
                           f'{mode:<5} {msg}', flush=True)
         del ctx
         gc.collect()
@@ -175,6 +184,9 @@ def main(argv=None) -> dict:
                            if hasattr(os, 'getloadavg') else None)
     print()
     print(format_table(results, peak_rate, args.reference))
+    if len(args.sizes) > 1:
+        print()
+        print(format_growth(results))
     print(f'\nx{args.reference}: median images/s ratio; paired: median over '
           'rounds of the per-round time ratio (round-robin timing)'
           f'\nmemory: {meta["memory_method"]}\nMACs: {MAC_METHOD}\n'

@@ -31,6 +31,29 @@ ARCHS = {
 }
 
 
+def parse_size(text: str):
+    """``'224'`` -> 224 (square), ``'800x1333'`` -> (800, 1333) (H, W)."""
+    parts = str(text).lower().split('x')
+    try:
+        hw_ = [int(p) for p in parts]
+    except ValueError:
+        hw_ = []
+    if len(hw_) not in (1, 2) or min(hw_) < 1:
+        raise ValueError(f'an input size is S or HxW, e.g. 224 or 800x1333; '
+                         f'got {text!r}')
+    return hw_[0] if len(hw_) == 1 or hw_[0] == hw_[1] else tuple(hw_)
+
+
+def hw(size) -> Tuple[int, int]:
+    """(H, W) of a size from :func:`parse_size`."""
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+def size_label(size) -> str:
+    h, w = hw(size)
+    return str(h) if h == w else f'{h}x{w}'
+
+
 def hf_config(arch: str, num_classes: int = NUM_CLASSES):
     """HuggingFace ``CvtConfig`` of an arch, without stochastic depth."""
     from transformers import CvtConfig
@@ -83,13 +106,8 @@ class MMCvTClassifier(nn.Module):
         from mmcvt.models import CvT
         a = ARCHS[arch]
         n = len(a['depth'])
-        mm_arch = arch if arch in CvT.arch_zoo else dict(
-            embed_dims=list(a['embed_dim']),
-            num_heads=list(a['num_heads']),
-            depths=list(a['depth']),
-            drop_path_rates=[0.] * n)
         self.backbone = CvT(
-            arch=mm_arch,
+            arch=_mm_arch(arch),
             out_indices=(n - 1, ),
             out_type='cls_token',
             drop_path_rate=[0.] * n,
@@ -99,6 +117,62 @@ class MMCvTClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head.fc(self.backbone(x)[-1])
+
+
+class MMCvTBackbone(nn.Module):
+    """``mmcvt.CvT`` as a dense backbone: every stage's map, NCHW (the class
+    token stays in the last stage's attention, as in the det / seg
+    configs)."""
+
+    def __init__(self, arch: str):
+        super().__init__()
+        from mmcvt.models import CvT
+        n = len(ARCHS[arch]['depth'])
+        self.backbone = CvT(
+            arch=_mm_arch(arch),
+            out_indices=tuple(range(n)),
+            out_type='featmap',
+            drop_path_rate=[0.] * n)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return self.backbone(x)
+
+
+def _mm_arch(arch: str):
+    """An arch in mmcvt terms: a name of ``CvT.arch_zoo`` or a dict."""
+    from mmcvt.models import CvT
+    a = ARCHS[arch]
+    return arch if arch in CvT.arch_zoo else dict(
+        embed_dims=list(a['embed_dim']),
+        num_heads=list(a['num_heads']),
+        depths=list(a['depth']),
+        drop_path_rates=[0.] * len(a['depth']))
+
+
+class HFBackbone(nn.Module):
+    """transformers ``CvtModel``: every stage's map, NCHW."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return self.model(pixel_values=x, output_hidden_states=True,
+                          return_dict=True).hidden_states
+
+
+def build_mmcvt_backbone(arch: str, hf_state_dict: dict) -> MMCvTBackbone:
+    """mmcvt dense backbone loaded with converted HF weights (all but the
+    classifier's head and final norm, which it does not build)."""
+    from mmcvt.models.utils import convert_hf_to_mmcvt
+    model = MMCvTBackbone(arch)
+    state = {
+        k[len('backbone.'):]: v
+        for k, v in convert_hf_to_mmcvt(hf_state_dict).items()
+        if k.startswith('backbone.') and not k.startswith('backbone.norm.')
+    }
+    model.backbone.load_state_dict(state, strict=True)
+    return model.eval()
 
 
 def build_mmcvt(arch: str, hf_state_dict: dict,
@@ -147,14 +221,20 @@ class Weights:
         self.hf_config = self.hf.config
 
 
-def build_impl(impl: str, ctx: Weights, size: int, device: torch.device,
-               extras: Dict[str, Callable]) -> Tuple[nn.Module, nn.Module]:
-    """(module to run, eager module for MAC counting), on ``device``."""
+def build_impl(impl: str, ctx: Weights, size, device: torch.device,
+               extras: Dict[str, Callable],
+               task: str = 'cls') -> Tuple[nn.Module, nn.Module]:
+    """(module to run, eager module for MAC counting), on ``device``.
+    ``task='dense'``: the backbones alone, returning every stage's map."""
     if impl == 'hf':
-        model = HFClassifier(copy.deepcopy(ctx.hf)).to(device)
+        hf = copy.deepcopy(ctx.hf)
+        model = (HFBackbone(hf.cvt) if task == 'dense' else
+                 HFClassifier(hf)).to(device)
         return model, model
     if impl.startswith('mmcvt') and impl in BUILTIN_IMPLS:
-        model = build_mmcvt(ctx.arch, ctx.hf_state_dict).to(device)
+        model = (build_mmcvt_backbone(ctx.arch, ctx.hf_state_dict)
+                 if task == 'dense' else build_mmcvt(
+                     ctx.arch, ctx.hf_state_dict)).to(device)
         if impl == 'mmcvt-deploy':
             model.backbone.switch_to_deploy()
         if impl == 'mmcvt-reference':
@@ -199,6 +279,10 @@ def first_tensor(out):
 
 
 def loss_of(out, labels: torch.Tensor) -> torch.Tensor:
+    if isinstance(out, (list, tuple)) and len(out) > 1 and all(
+            isinstance(t, torch.Tensor) for t in out):
+        # dense: every stage's map takes part
+        return sum(t.float().mean() for t in out)
     logits = first_tensor(out)
     if logits.dim() == 2 and logits.shape == (labels.shape[0], NUM_CLASSES):
         return F.cross_entropy(logits.float(), labels)

@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .impls import NUM_CLASSES, Weights, build_impl, loss_of
+from .impls import NUM_CLASSES, Weights, build_impl, hw, loss_of
 
 DTYPES = {
     'fp32': torch.float32,
@@ -137,12 +137,12 @@ def sdpa_formulas() -> dict:
     return mapping
 
 
-def count_macs(model: nn.Module, size: int, device: torch.device,
+def count_macs(model: nn.Module, size, device: torch.device,
                mode: str) -> float:
     """Multiply-accumulates per image of one fp32 forward (infer) or
-    forward + backward (train)."""
+    forward + backward (train); ``size``: S or (H, W)."""
     from torch.utils.flop_counter import FlopCounterMode
-    x = torch.randn(1, 3, size, size, device=device)
+    x = torch.randn(1, 3, *hw(size), device=device)
     counter = FlopCounterMode(display=False,
                               custom_mapping=sdpa_formulas())
     was_training = model.training
@@ -274,7 +274,7 @@ class Measurement:
     def _setup(self) -> None:
         args, device = self.args, self.device
         model, eager = build_impl(self.impl, self.ctx, self.size, device,
-                                  self.extras)
+                                  self.extras, getattr(args, 'task', 'cls'))
         self.model = model
         # MACs (cached per impl family: mmcvt-compile == mmcvt)
         key = ('mmcvt' if self.impl == 'mmcvt-compile' else self.impl,
@@ -287,8 +287,7 @@ class Measurement:
         self.res['macs_fwd_per_image'], self.res['macs_step_per_image'] = \
             _MAC_CACHE[key]
         gen = torch.Generator().manual_seed(args.seed + 1)
-        x = torch.randn(args.batch_size, 3, self.size, self.size,
-                        generator=gen)
+        x = torch.randn(args.batch_size, 3, *hw(self.size), generator=gen)
         labels = torch.randint(0, NUM_CLASSES, (args.batch_size, ),
                                generator=gen)
         self.x, self.labels = x.to(device), labels.to(device)

@@ -7,6 +7,8 @@ from typing import List
 
 import torch
 
+from .impls import hw, size_label
+
 MEMORY_METHOD = {
     'cuda': 'torch.cuda.max_memory_allocated over one iteration (after '
     'reset_peak_memory_stats) minus memory_allocated at its start '
@@ -56,7 +58,7 @@ def format_table(results: List[dict], peak_rate: float,
             'GMAC/img', 'GMAC/s', '% mm-peak')
     rows = [head]
     for r in results:
-        base = (r['impl'], r['arch'], str(r['size']), r['mode'])
+        base = (r['impl'], r['arch'], size_label(r['size']), r['mode'])
         if r['status'] != 'ok':
             rows.append(base + (r['status'] + ': ' +
                                 (r.get('note') or r.get('error', ''))[:70], ))
@@ -92,6 +94,43 @@ def format_table(results: List[dict], peak_rate: float,
                 c.ljust(w) for c, w in zip(row[:4], widths)) + '  ' + row[4])
         if k == 0:
             lines.append('-' * len(lines[0]))
+    return '\n'.join(lines)
+
+
+def format_growth(results: List[dict]) -> str:
+    """How time, peak memory and MACs grow with the input area, per impl x
+    arch x mode, relative to its smallest measured size."""
+    groups = {}
+    for r in results:
+        if r['status'] == 'ok':
+            groups.setdefault((r['impl'], r['arch'], r['mode']), []).append(r)
+    rows = [('impl', 'arch', 'mode', 'size', 'area x', 'time x', 'peak x',
+             'MACs x', 's/img', 'peak MB')]
+    for (impl, arch, mode), rs in groups.items():
+        rs = sorted(rs, key=lambda r: hw(r['size'])[0] * hw(r['size'])[1])
+        base = rs[0]
+        area0 = hw(base['size'])[0] * hw(base['size'])[1]
+        for r in rs:
+            h, w = hw(r['size'])
+            t = r['time_median_s'] / r['batch_size']
+            t0 = base['time_median_s'] / base['batch_size']
+            peak = r.get('peak_mb')
+            rows.append((
+                impl, arch, mode, size_label(r['size']),
+                f'{h * w / area0:.1f}', f'{t / t0:.1f}',
+                f"{peak / base['peak_mb']:.1f}"
+                if peak and base.get('peak_mb') else '-',
+                f"{r['macs_step_per_image'] / base['macs_step_per_image']:.1f}",
+                f'{t:.3f}', f'{peak:.0f}' if peak else '-'))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ['growth with the input area (x: relative to the smallest size '
+             'of the same impl / arch / mode)']
+    for k, row in enumerate(rows):
+        lines.append('  '.join(
+            c.ljust(w) if i < 4 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths))))
+        if k == 0:
+            lines.append('-' * len(lines[-1]))
     return '\n'.join(lines)
 
 
