@@ -434,3 +434,29 @@ def test_cpu_autocast_training_runs_projections_in_fp32(monkeypatch):
     with torch.autocast('cpu', dtype=torch.bfloat16), torch.no_grad():
         assert proj(x).dtype == torch.bfloat16
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize('training', [False, True], ids=['eval', 'train'])
+def test_bf16_autocast_outputs_are_fp32_outputs_to_bf16_precision(training):
+    """CPU bf16 autocast on the fast paths (oneDNN / SDPA in bf16, LayerNorm
+    and softmax statistics in fp32, the training projections in fp32) gives
+    every output of the fp32 model to bf16 precision, and the weights stay
+    fp32. Measured: max error 0.6-0.8% of the largest output, mean error
+    0.4-0.6% of the mean magnitude."""
+    fast, _ = _pair(out_indices=(0, 1, 2), out_type='featmap')
+    fast.train(training)
+    x = _img(2, 3, 64, 48)
+    with torch.no_grad():
+        want = fast(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            got = fast(x)
+    for a, b in zip(got, want):
+        assert a.shape == b.shape and b.dtype == torch.float32
+        err = (a.float() - b).abs()
+        scale = b.abs().max()
+        # bf16 keeps 8 significant bits (relative step 2**-8 = 0.4%);
+        # three stages of rounding stay within a few steps
+        assert err.max() < 0.02 * scale, (err.max(), scale)
+        assert err.mean() < 0.01 * b.abs().mean(), (err.mean(),
+                                                   b.abs().mean())
+    assert all(p.dtype == torch.float32 for p in fast.parameters())
