@@ -111,7 +111,8 @@ def enable_visualization(cfg: Config, show_dir: str) -> Config:
     ``VisualizationHook``, mmdet's ``DetVisualizationHook``: one PNG file an
     image in ``show_dir``; mmseg's ``SegVisualizationHook``: in
     ``show_dir/vis_data/vis_image``). A relative ``show_dir`` is taken
-    inside the run's folder of the work dir, as the toolkits do."""
+    inside the work dir (mmpretrain and mmdet: inside its timestamped run
+    folder, as their hooks do); call it after the work dir is set."""
     hook = cfg.get('default_hooks', {}).get('visualization')
     kind = hook['type'].split('.')[-1] if hook else None
     if kind == 'VisualizationHook':
@@ -120,7 +121,7 @@ def enable_visualization(cfg: Config, show_dir: str) -> Config:
         hook.update(draw=True, test_out_dir=show_dir)
     elif kind == 'SegVisualizationHook':
         hook.update(draw=True, interval=1)
-        cfg.visualizer.save_dir = show_dir
+        cfg.visualizer.save_dir = osp.join(cfg.get('work_dir') or '', show_dir)
     else:
         raise ValueError(
             f'--show-dir needs a visualization hook in the config\'s '

@@ -34,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--show-dir',
         help='draw the predictions on every test image into this folder '
-        '(inside the work dir\'s run folder when relative) with the '
+        '(inside the work dir when relative) with the '
         'toolkit\'s visualizer')
     parser.add_argument(
         '--cfg-options',

@@ -293,3 +293,6 @@ def test_show_dir_needs_a_visualization_hook():
     enable_visualization(cfg, '/tmp/pictures')
     assert cfg.default_hooks.visualization.draw
     assert cfg.visualizer.save_dir == '/tmp/pictures'
+    cfg.work_dir = 'work_dirs/seg'
+    enable_visualization(cfg, 'pictures')  # relative: inside the work dir
+    assert cfg.visualizer.save_dir == osp.join('work_dirs/seg', 'pictures')
