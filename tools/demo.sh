@@ -28,8 +28,10 @@ CLS_CONFIG=configs/demo/cvt-tiny_digits.py
 DET_CONFIG=configs/demo/mask-rcnn_cvt-tiny_fpn_digit-scenes.py
 SEG_CONFIG=configs/demo/upernet_cvt-tiny_digit-scenes.py
 # the dense jobs' test scales: 0.75x, 1x (the training scale) and 1.5x of
-# the (224, 160) canvas they resize to; (168, 120) is not a multiple of 32
+# the (224, 160) canvas they resize to; (168, 120) is not a multiple of 32.
+# Both test pipelines resize in their second transform.
 SCALES=("168,120" "224,160" "336,240")
+SCALE_KEY=test_dataloader.dataset.pipeline.1.scale
 
 test_args=()
 passing=false
@@ -60,8 +62,8 @@ run_cls() {
 # train CONFIG from the classifier, then test it at every scale (pictures at
 # the training scale)
 run_dense() {
-    local config=$1 pipeline_key=$2 work classifier scale
-    shift 2
+    local config=$1 work classifier scale
+    shift
     work=$(work_dir "$config")
     classifier="$(work_dir "$CLS_CONFIG")/last_checkpoint"
     if [[ ! -f "$classifier" ]]; then
@@ -78,13 +80,13 @@ run_dense() {
         "$PYTHON" tools/test.py "$config" "$(cat "$work/last_checkpoint")" \
             --work-dir "$work/test_${scale/,/x}" ${show[@]+"${show[@]}"} \
             ${test_args[@]+"${test_args[@]}"} \
-            --cfg-options "$pipeline_key=($scale)"
+            --cfg-options "$SCALE_KEY=($scale)"
     done
 }
 
 case "$JOB" in
     cls | all) run_cls "$@" ;;&
-    det | all) run_dense "$DET_CONFIG" test_dataloader.dataset.pipeline.1.scale "$@" ;;&
-    seg | all) run_dense "$SEG_CONFIG" test_dataloader.dataset.pipeline.1.scale "$@" ;;
+    det | all) run_dense "$DET_CONFIG" "$@" ;;&
+    seg | all) run_dense "$SEG_CONFIG" "$@" ;;
 esac
 "$PYTHON" tools/analysis/demo_summary.py --work-dirs "$WORK_DIRS" --job "$JOB"

@@ -13,8 +13,10 @@ prepare_digit_scenes.py, trained with mmengine's Runner.
 
 Only paths, loader sizes and the schedule's length are changed.
 """
-import importlib.util
+import json
 import os.path as osp
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -24,6 +26,8 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 import mmcvt  # noqa: F401
+from test_tools.tool_module import load_tool  # tests/ is on sys.path
+
 from .tiny_dense import RecordHook, randomize_bn_statistics
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -49,12 +53,7 @@ pytestmark = pytest.mark.usefixtures('one_torch_thread')
 @pytest.fixture(scope='module')
 def scenes(tmp_path_factory):
     out = tmp_path_factory.mktemp('scenes') / 'digit_scenes'
-    spec = importlib.util.spec_from_file_location(
-        'prepare_digit_scenes',
-        osp.join(ROOT, 'tools', 'dataset_converters',
-                 'prepare_digit_scenes.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('dataset_converters', 'prepare_digit_scenes.py')
     tool.main(['--out', str(out), '--num-train', str(NUM_SCENES),
                '--num-val', '4'])
     return str(out)
@@ -235,9 +234,6 @@ def test_test_tool_draws_and_scores_at_another_scale(job, detector, segmenter,
     0.75x scale with ``--show-dir``: the toolkit's visualizer draws every
     image and the metrics land in ``metrics.json``, where
     ``tools/analysis/demo_summary.py`` reads them."""
-    import json
-    import subprocess
-    import sys
     runner, record = detector if job == 'det' else segmenter
     config, ckpt = str(tmp_path / 'job.py'), str(tmp_path / 'model.pth')
     runner.cfg.dump(config)
@@ -257,11 +253,7 @@ def test_test_tool_draws_and_scores_at_another_scale(job, detector, segmenter,
 
 
 def test_demo_summary_reads_the_metrics(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        'demo_summary', osp.join(ROOT, 'tools', 'analysis', 'demo_summary.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    import json
+    tool = load_tool('analysis', 'demo_summary.py')
     for folder, metrics in (
             ('cvt-tiny_digits/test', {'accuracy/top1': 98.3}),
             ('mask-rcnn_cvt-tiny_fpn_digit-scenes/test_336x240',

@@ -219,3 +219,5 @@ def test_resolution_sweep_of_dense_backbones(capsys):
     assert 'growth with the input area' in out and '64x96' in out
     with pytest.raises(SystemExit):
         main(['--sizes', '800x'])
+    assert "S or HxW, e.g. 224 or 800x1333; got '800x'" in \
+        capsys.readouterr().err

@@ -32,17 +32,16 @@ def summary(work_dirs: str, job: str = 'all') -> list:
     for name, (folder, keys) in JOBS.items():
         if job not in ('all', name):
             continue
-        tests = sorted(
-            glob.glob(osp.join(work_dirs, folder, 'test*', 'metrics.json')),
-            key=lambda p: int(_scale(osp.dirname(p)).split('x')[0])
-            if 'x' in _scale(osp.dirname(p)) else 0)
-        for path in tests:
+        tests = [(_scale(osp.dirname(path)), path) for path in glob.glob(
+            osp.join(work_dirs, folder, 'test*', 'metrics.json'))]
+        # by test scale, smallest first ('-': the classifier's one test)
+        for scale, path in sorted(
+                tests, key=lambda t: int(t[0].split('x')[0])
+                if t[0] != '-' else 0):
             with open(path) as f:
                 metrics = json.load(f)
-            for key in keys:
-                if key in metrics:
-                    rows.append((name, _scale(osp.dirname(path)), key,
-                                 metrics[key]))
+            rows += [(name, scale, key, metrics[key]) for key in keys
+                     if key in metrics]
     return rows
 
 

@@ -16,6 +16,13 @@ from .measure import DTYPES, matmul_kernels, matmul_rate, measure_group
 from .report import (MAC_METHOD, MEMORY_METHOD, add_ratios, device_name,
                      format_growth, format_table)
 
+def _size_arg(text: str):
+    try:
+        return parse_size(text)
+    except ValueError as e:  # argparse shows the message of this type only
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description='Throughput / peak memory / MAC rate of mmcvt CvT vs the '
@@ -23,7 +30,7 @@ def parse_args(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--archs', nargs='+', default=['13', '21', 'w24'],
                    choices=sorted(ARCHS))
-    p.add_argument('--sizes', nargs='+', type=parse_size,
+    p.add_argument('--sizes', nargs='+', type=_size_arg,
                    default=[224, 384],
                    help='input sizes: S (square) or HxW, e.g. 224 800x1333')
     p.add_argument('--task', default='cls', choices=['cls', 'dense'],

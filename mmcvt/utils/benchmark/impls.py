@@ -164,14 +164,12 @@ class HFBackbone(nn.Module):
 def build_mmcvt_backbone(arch: str, hf_state_dict: dict) -> MMCvTBackbone:
     """mmcvt dense backbone loaded with converted HF weights (all but the
     classifier's head and final norm, which it does not build)."""
-    from mmcvt.models.utils import convert_hf_to_mmcvt
+    from mmcvt.models.utils import convert_hf_to_mmcvt, strip_backbone
     model = MMCvTBackbone(arch)
-    state = {
-        k[len('backbone.'):]: v
-        for k, v in convert_hf_to_mmcvt(hf_state_dict).items()
-        if k.startswith('backbone.') and not k.startswith('backbone.norm.')
-    }
-    model.backbone.load_state_dict(state, strict=True)
+    state = strip_backbone(convert_hf_to_mmcvt(hf_state_dict))
+    model.backbone.load_state_dict(
+        {k: v for k, v in state.items() if not k.startswith('norm.')},
+        strict=True)
     return model.eval()
 
 

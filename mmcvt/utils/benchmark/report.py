@@ -79,22 +79,7 @@ def format_table(results: List[dict], peak_rate: float,
             f"{100 * r['achieved_macs_per_s'] / peak_rate:.1f}"
             if peak_rate else '-',
         ))
-    widths = [
-        max(len(row[i]) for row in rows if len(row) > i and len(row) == len(
-            head)) for i in range(len(head))
-    ]
-    lines = []
-    for k, row in enumerate(rows):
-        if len(row) == len(head):
-            lines.append('  '.join(
-                c.ljust(w) if i < 4 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row, widths))))
-        else:
-            lines.append('  '.join(
-                c.ljust(w) for c, w in zip(row[:4], widths)) + '  ' + row[4])
-        if k == 0:
-            lines.append('-' * len(lines[0]))
-    return '\n'.join(lines)
+    return _align(rows, n_left=4)
 
 
 def format_growth(results: List[dict]) -> str:
@@ -106,31 +91,49 @@ def format_growth(results: List[dict]) -> str:
             groups.setdefault((r['impl'], r['arch'], r['mode']), []).append(r)
     rows = [('impl', 'arch', 'mode', 'size', 'area x', 'time x', 'peak x',
              'MACs x', 's/img', 'peak MB')]
+    def area(r):
+        h, w = hw(r['size'])
+        return h * w
+
+    def seconds(r):  # per image
+        return r['time_median_s'] / r['batch_size']
+
     for (impl, arch, mode), rs in groups.items():
-        rs = sorted(rs, key=lambda r: hw(r['size'])[0] * hw(r['size'])[1])
+        rs = sorted(rs, key=area)
         base = rs[0]
-        area0 = hw(base['size'])[0] * hw(base['size'])[1]
         for r in rs:
-            h, w = hw(r['size'])
-            t = r['time_median_s'] / r['batch_size']
-            t0 = base['time_median_s'] / base['batch_size']
+            t = seconds(r)
             peak = r.get('peak_mb')
             rows.append((
                 impl, arch, mode, size_label(r['size']),
-                f'{h * w / area0:.1f}', f'{t / t0:.1f}',
+                f'{area(r) / area(base):.1f}', f'{t / seconds(base):.1f}',
                 f"{peak / base['peak_mb']:.1f}"
                 if peak and base.get('peak_mb') else '-',
                 f"{r['macs_step_per_image'] / base['macs_step_per_image']:.1f}",
                 f'{t:.3f}', f'{peak:.0f}' if peak else '-'))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ['growth with the input area (x: relative to the smallest size '
-             'of the same impl / arch / mode)']
+    return ('growth with the input area (x: relative to the smallest size '
+            'of the same impl / arch / mode)\n' + _align(rows, n_left=4))
+
+
+def _align(rows: List[tuple], n_left: int) -> str:
+    """A text table: the first ``n_left`` columns left-aligned, the others
+    right-aligned, a rule under the header. A row shorter than the header
+    (a failed measurement) keeps its first ``n_left`` cells aligned and its
+    last cell as it is."""
+    full = [row for row in rows if len(row) == len(rows[0])]
+    widths = [max(len(row[i]) for row in full) for i in range(len(rows[0]))]
+    lines = []
     for k, row in enumerate(rows):
-        lines.append('  '.join(
-            c.ljust(w) if i < 4 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths))))
+        if len(row) == len(widths):
+            lines.append('  '.join(
+                c.ljust(w) if i < n_left else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths))))
+        else:
+            lines.append('  '.join(
+                c.ljust(w) for c, w in zip(row[:n_left], widths)) + '  ' +
+                         row[n_left])
         if k == 0:
-            lines.append('-' * len(lines[-1]))
+            lines.append('-' * len(lines[0]))
     return '\n'.join(lines)
 
 
