@@ -221,3 +221,22 @@ def test_resolution_sweep_of_dense_backbones(capsys):
         main(['--sizes', '800x'])
     assert "S or HxW, e.g. 224 or 800x1333; got '800x'" in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize('task', ['cls', 'dense'])
+def test_macs_counted_on_meta_equal_the_cpu_count(task):
+    """The MAC count runs on a meta-device copy (no memory at dense sizes);
+    it gives the count of the model run on the CPU, and leaves the model's
+    mode and gradients as they were."""
+    from mmcvt.utils.benchmark import impls, measure
+    ctx = impls.Weights('tiny', seed=0)
+    cpu = torch.device('cpu')
+    for impl in ('mmcvt', 'hf'):
+        model = impls.build_impl(impl, ctx, (40, 72), cpu, {}, task)[1]
+        model.train()
+        for mode in ('infer', 'train'):
+            assert measure.count_macs(model, (40, 72), cpu, mode) == \
+                measure._count_macs(model, (40, 72), cpu, mode)
+        assert model.training
+        assert all(p.grad is None for p in model.parameters())
+        assert all(p.device == cpu for p in model.parameters())

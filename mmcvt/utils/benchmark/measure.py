@@ -3,6 +3,7 @@
 step), peak memory, multiply-accumulates, and the machine's own large-matmul
 rate; :class:`Measurement` runs them in phases so that several
 implementations are timed round-robin (:func:`measure_group`)."""
+import copy
 import functools
 import gc
 import statistics
@@ -140,7 +141,19 @@ def sdpa_formulas() -> dict:
 def count_macs(model: nn.Module, size, device: torch.device,
                mode: str) -> float:
     """Multiply-accumulates per image of one fp32 forward (infer) or
-    forward + backward (train); ``size``: S or (H, W)."""
+    forward + backward (train); ``size``: S or (H, W). Counted on a copy
+    on the ``meta`` device (no memory, no compute: at 800x1333 the counted
+    reference attention would otherwise materialise gigabytes), or on
+    ``device`` for a model whose ops have no meta kernels."""
+    try:
+        return _count_macs(copy.deepcopy(model).to('meta'), size,
+                           torch.device('meta'), mode)
+    except (NotImplementedError, RuntimeError):
+        return _count_macs(model, size, device, mode)
+
+
+def _count_macs(model: nn.Module, size, device: torch.device,
+                mode: str) -> float:
     from torch.utils.flop_counter import FlopCounterMode
     x = torch.randn(1, 3, *hw(size), device=device)
     counter = FlopCounterMode(display=False,

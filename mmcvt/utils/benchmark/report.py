@@ -20,7 +20,7 @@ MEMORY_METHOD = {
     'optimizer state, inputs); tensor memory only',
 }
 MAC_METHOD = ('torch.utils.flop_counter.FlopCounterMode / 2 on one fp32 '
-              'image (convs, linears/matmuls, attention incl. SDPA; an '
+              'image, on a meta-device copy of the model (convs, linears/matmuls, attention incl. SDPA; an '
               'attention backward counts 2x its forward, no recompute); '
               'infer: forward MACs, train: forward + backward MACs '
               '(optimizer excluded); achieved rate = MACs/image x images/s')
