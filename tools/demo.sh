@@ -62,9 +62,11 @@ run_cls() {
 # train CONFIG from the classifier, then test it at every scale (pictures at
 # the training scale)
 run_dense() {
-    local config=$1 work classifier scale
+    local config=$1 work classifier scale pictures show
     shift
     work=$(work_dir "$config")
+    pictures=$work/pictures  # absolute: the toolkits place relative ones apart
+    [[ $pictures == /* ]] || pictures=$ROOT/$pictures
     classifier="$(work_dir "$CLS_CONFIG")/last_checkpoint"
     if [[ ! -f "$classifier" ]]; then
         echo "demo.sh: no digits classifier in ${classifier%/*}; training it first"
@@ -76,7 +78,7 @@ run_dense() {
         --cfg-options model.backbone.init_cfg.checkpoint="$(cat "$classifier")"
     for scale in "${SCALES[@]}"; do
         show=()
-        if [[ $scale == "224,160" ]]; then show=(--show-dir "$ROOT/$work/pictures"); fi
+        if [[ $scale == "224,160" ]]; then show=(--show-dir "$pictures"); fi
         "$PYTHON" tools/test.py "$config" "$(cat "$work/last_checkpoint")" \
             --work-dir "$work/test_${scale/,/x}" ${show[@]+"${show[@]}"} \
             ${test_args[@]+"${test_args[@]}"} \

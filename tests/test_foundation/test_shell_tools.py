@@ -93,6 +93,9 @@ def test_demo_dense_job_starts_from_the_classifier(tmp_path, job, config):
         for s in ('168,120', '224,160', '336,240')
     ]
     assert [('--show-dir' in c) for c in tests] == [False, True, False]
+    # WORK_DIRS is absolute here: the pictures go to its own folder
+    show = tests[1]
+    assert show[show.index('--show-dir') + 1] == f'{work}/{config}/pictures'
     assert any('prepare_digit_scenes.py' in ' '.join(c) for c in calls)
     # a second run reuses the classifier
     proc, calls_again, _ = _demo(tmp_path, job)
