@@ -438,11 +438,12 @@ def test_cpu_autocast_training_runs_projections_in_fp32(monkeypatch):
 
 @pytest.mark.parametrize('training', [False, True], ids=['eval', 'train'])
 def test_bf16_autocast_outputs_are_fp32_outputs_to_bf16_precision(training):
-    """CPU bf16 autocast on the fast paths (oneDNN / SDPA in bf16, LayerNorm
-    and softmax statistics in fp32, the training projections in fp32) gives
-    every output of the fp32 model to bf16 precision, and the weights stay
-    fp32. Measured: max error 0.6-0.8% of the largest output, mean error
-    0.4-0.6% of the mean magnitude."""
+    """CPU bf16 autocast on the fast paths (oneDNN linears and the chunked
+    explicit attention in bf16, LayerNorm and softmax statistics in fp32,
+    the training projections in fp32) gives every output of the fp32 model
+    to bf16 precision, and the weights stay fp32. Measured: max error
+    0.6-0.8% of the largest output, mean error 0.4-0.6% of the mean
+    magnitude."""
     fast, _ = _pair(out_indices=(0, 1, 2), out_type='featmap')
     fast.train(training)
     x = _img(2, 3, 64, 48)

@@ -52,7 +52,7 @@ def test_benchmark_end_to_end(tmp_path):
         '--warmup', '1', '--repeats', '1', '--threads', '1',
         '--device', 'cpu', '--dtype', 'fp32', '--modes', 'infer', 'train',
         '--impls', 'mmcvt', 'mmcvt-deploy', 'mmcvt-reference', 'mmcvt-cp',
-        'hf',
+        'hf', 'mmcvt@bf16',
         '--impl-extra', 'toy=extra_impl:build',
         '--matmul-size', '512', '--matmul-seconds', '0.1',
         '--json', str(out),
@@ -89,16 +89,30 @@ def test_benchmark_end_to_end(tmp_path):
     results = {(r['impl'], r['mode']): r for r in report['results']}
     expected = {(impl, mode)
                 for impl in ('mmcvt', 'mmcvt-deploy', 'mmcvt-reference',
-                             'mmcvt-cp', 'hf', 'toy')
+                             'mmcvt-cp', 'hf', 'mmcvt@bf16', 'toy')
                 for mode in ('infer', 'train')}
     assert set(results) == expected
     assert results[('mmcvt-deploy', 'train')]['status'] == 'skipped'
+    # IMPL@DTYPE: the same model in bf16 autocast, timed in the same rounds;
+    # the run's dtype over it is reported per mode
+    assert meta['matmul_macs_per_s']['bf16'] > 0
+    assert 'fp32 is' in proc.stdout and 'x mmcvt@bf16 (paired' in proc.stdout
+    for mode in ('infer', 'train'):
+        (vs, ) = results[('mmcvt', mode)]['vs_dtype']
+        pinned = results[('mmcvt@bf16', mode)]
+        assert pinned['dtype'] == 'bf16'
+        assert (vs['over'], vs['dtype']) == ('mmcvt@bf16', 'fp32')
+        assert vs['throughput'] == pytest.approx(
+            results[('mmcvt', mode)]['images_per_s']['median'] /
+            pinned['images_per_s']['median'])
+        assert pinned['macs_step_per_image'] == \
+            results[('mmcvt', mode)]['macs_step_per_image']
     for key, r in results.items():
         if key == ('mmcvt-deploy', 'train'):
             continue
         assert r['status'] == 'ok', (key, r.get('error'), r.get('traceback'))
         assert (r['arch'], r['size'], r['batch_size'], r['dtype']) == \
-            ('tiny', 64, 2, 'fp32')
+            ('tiny', 64, 2, 'bf16' if '@' in key[0] else 'fp32')
         assert len(r['times_s']) == 1 and r['time_median_s'] > 0
         ips = r['images_per_s']
         assert 0 < ips['min'] <= ips['median'] <= ips['max']
@@ -221,6 +235,15 @@ def test_resolution_sweep_of_dense_backbones(capsys):
         main(['--sizes', '800x'])
     assert "S or HxW, e.g. 224 or 800x1333; got '800x'" in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize('impl,message', [
+    ('mmcvt@fp8', 'Unknown dtype in "mmcvt@fp8": IMPL@DTYPE takes one of'),
+    ('mine@bf16', 'Unknown impl "mine"; use one of')])
+def test_bad_impl_names_say_what_is_accepted(impl, message):
+    main = _load_benchmark().main
+    with pytest.raises(SystemExit, match=message):
+        main(['--archs', 'tiny', '--impls', 'mmcvt', impl])
 
 
 @pytest.mark.parametrize('task', ['cls', 'dense'])

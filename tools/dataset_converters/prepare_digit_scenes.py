@@ -30,7 +30,7 @@ import os
 import os.path as osp
 import shutil
 import sys
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 from PIL import Image

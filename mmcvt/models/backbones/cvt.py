@@ -89,9 +89,11 @@ class DWConvBN(nn.Module):
     The reference path is ``bn(conv(x))``. With ``fused`` (the default) the
     BatchNorm is folded into the convolution on the fly in eval mode (one
     pass instead of two), and in training mode its input is recomputed in
-    the backward instead of stored (``fast_paths.DWConvBNTrainFn``); the
-    same function, parameters and state dict. :meth:`fuse` folds the
-    BatchNorm permanently for deployment.
+    the backward instead of stored (``fast_paths.DWConvBNTrainFn``, also
+    under AMP); the same function, parameters and state dict. A
+    ``SyncBatchNorm`` (``sync_bn='torch'``) takes the same paths, except
+    in training across several processes, where it reduces its statistics
+    as it is. :meth:`fuse` folds the BatchNorm permanently for deployment.
     """
 
     def __init__(self, dims: int, kernel_size: int, stride: int,
@@ -111,9 +113,8 @@ class DWConvBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv, bn = self.conv, self.bn
-        # SyncBN or deploy (bn is an Identity) run as they are
-        path = select_path(x, self.fused and type(bn) is nn.BatchNorm2d,
-                           conv, bn)
+        # deploy (bn is an Identity) runs as it is
+        path = select_path(x, self.fused and fp.is_plain_bn(bn), conv, bn)
         if path in (Path.REFERENCE, Path.STANDARD):
             return bn(conv(x))
         if (path is Path.FUSED_TRAIN and x.device.type == 'cpu'
@@ -124,8 +125,8 @@ class DWConvBN(nn.Module):
             with torch.autocast('cpu', enabled=False):
                 return self.forward(x.float())
         if bn.training or bn.running_mean is None:
-            if (path is Path.FUSED_TRAIN and conv.bias is None
-                    and bn.track_running_stats and not fp.autocast_active(x)):
+            # (a SyncBN that reduces over processes now runs as it is)
+            if path is Path.FUSED_TRAIN and fp.can_recompute_bn(conv, bn):
                 return fp.dw_conv_bn_train(x, conv, bn)
             return bn(conv(x))
         weight, bias = fp.fold_bn(conv, bn)
@@ -240,6 +241,9 @@ class ConvAttention(nn.Module):
              path: Path) -> Tuple[torch.Tensor, ...]:
         """q, k and v, each ``(B, nh, T, hd)``: T = Tq for q, Tkv for k, v
         (with the class token first when there is one)."""
+        if path is Path.ONEDNN_INFER:
+            # bf16 autocast: cast once for the three projections, not per conv
+            x = x.to(fp.compute_dtype(x))
         if self.with_cls_token:
             # (B, 1+H*W, C) -> (B, 1, C), (B, H*W, C)
             cls_token, x = x[:, :1], x[:, 1:]
@@ -282,6 +286,8 @@ class ConvAttention(nn.Module):
             attn = attn.softmax(dim=-1)
             attn = F.dropout(attn, p=dropout_p)
             x = attn @ v  # (B, nh, Tq, hd)
+        elif path is not Path.STANDARD and fp.explicit_attention_wins(q, k):
+            x = fp.attention_chunked(q, k, v, self.scale, dropout_p)
         else:
             x = F.scaled_dot_product_attention(
                 q, k, v, dropout_p=dropout_p, scale=self.scale)
@@ -328,12 +334,17 @@ class Mlp(nn.Module):
         return select_path(x, self.folds_quick_gelu, self.fc1, self.act,
                            self.fc2)
 
-    def folded_weights(self) -> Tuple[torch.Tensor, ...]:
-        """``(a W1, a b1, W2 / a, b2)`` with ``a = 1.702``."""
+    def folded_weights(self,
+                       dtype: Optional[torch.dtype] = None
+                       ) -> Tuple[torch.Tensor, ...]:
+        """``(a W1, a b1, W2 / a, b2)`` with ``a = 1.702``; the weights
+        cast to ``dtype`` if given (once per call, not per chunk)."""
         a = fp.QUICK_GELU_ALPHA
         b1 = self.fc1.bias
-        return (self.fc1.weight * a, None if b1 is None else b1 * a,
-                self.fc2.weight * (1. / a), self.fc2.bias)
+        w1, w2 = self.fc1.weight * a, self.fc2.weight * (1. / a)
+        if dtype is not None:
+            w1, w2 = w1.to(dtype), w2.to(dtype)
+        return (w1, None if b1 is None else b1 * a, w2, self.fc2.bias)
 
     def forward(self,
                 x: torch.Tensor,

@@ -52,12 +52,29 @@ class DropPath(nn.Module):
         return f'drop_prob={self.drop_prob:.3f}'
 
 
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` that returns its input's dtype, as the official CvT
+    ``LayerNorm`` (``ret.type(orig_type)``): statistics in fp32, the output
+    in the input's precision.
+
+    The same as ``nn.LayerNorm`` in fp32 and under CPU autocast (whose
+    mixed-precision kernel returns bf16 for bf16). Under CUDA autocast
+    ``nn.LayerNorm`` returns fp32; this one, like the official code, keeps a
+    stage's residual stream in the precision of its token embedding (the
+    last stage's is fp32: its fp32 class token promotes it, in the official
+    code too).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).to(x.dtype)
+
+
 def build_norm(cfg: dict, num_features: int) -> nn.Module:
     """Build a token normalisation layer from ``dict(type='LN', ...)``."""
     cfg = dict(cfg)
     layer_type = cfg.pop('type', 'LN')
     if layer_type in ('LN', 'LayerNorm'):
-        return nn.LayerNorm(num_features, **cfg)
+        return LayerNorm(num_features, **cfg)
     raise ValueError(f'CvT supports norm_cfg type "LN" only, got '
                      f'"{layer_type}". Use norm_cfg=dict(type="LN", '
                      'eps=1e-5).')

@@ -12,14 +12,18 @@ everything here is how the other paths compute the same thing:
 - :class:`SiluLinearFn`: ``linear(silu(z))`` that recomputes ``silu`` in the
   backward (QuickGELU folded into ``silu``, see ``Mlp``), over cache-sized
   row chunks on CPU;
-- :func:`fused_linear`: ``F.linear`` (+ ``silu``), or in fp32 CPU inference
-  oneDNN's linear with bias and ``silu`` fused (the kernel ``torch.compile``
-  uses on CPU); a private op, so it falls back to ``F.linear`` for good,
-  with one warning, if it ever fails;
+- :func:`fused_linear`: ``F.linear`` (+ ``silu``), or in CPU inference
+  (fp32, or bf16 autocast) oneDNN's linear with bias and ``silu`` fused (the
+  kernel ``torch.compile`` uses on CPU); a private op, so it falls back to
+  ``F.linear`` for good, with one warning, if it ever fails;
+- :func:`attention_chunked`: attention as the official code computes it,
+  over bounded chunks of the scores, where it beats the flash kernel
+  (:func:`explicit_attention_wins`: bf16 on the CPU);
 - :func:`fold_bn`: an eval-mode BatchNorm folded into the conv before it;
 - :func:`mlp_residual_chunked`: the block's MLP branch over cache-sized
   chunks of tokens in CPU inference (:func:`row_chunks` rows each).
 """
+import contextlib
 import enum
 import warnings
 from typing import Optional, Tuple
@@ -34,7 +38,9 @@ __all__ = [
     'Path', 'select_path', 'tools_watching_ops', 'has_hooks',
     'is_plain_linear', 'fused_linear', 'fold_bn', 'conv_with_bn_folded',
     'row_chunks', 'mlp_residual_chunked', 'dw_conv_bn_train',
-    'DWConvBNTrainFn', 'SiluLinearFn', 'QUICK_GELU_ALPHA'
+    'is_plain_bn', 'syncs_statistics', 'can_recompute_bn',
+    'DWConvBNTrainFn', 'SiluLinearFn', 'QUICK_GELU_ALPHA', 'compute_dtype',
+    'explicit_attention_wins', 'attention_chunked'
 ]
 
 # QuickGELU(y) = y * sigmoid(1.702 y) = silu(1.702 y) / 1.702
@@ -42,6 +48,12 @@ QUICK_GELU_ALPHA = 1.702
 # CPU inference runs the MLP over chunks of this many hidden activations
 # (4 MB in fp32: a share of the L2/L3 caches)
 MLP_CHUNK_ELEMENTS = 1 << 20
+# attention_chunked computes at most this many scores at a time (8 MB in
+# bf16): whole batched matmuls, bounded memory at detection sizes
+ATTN_CHUNK_ELEMENTS = 1 << 22
+# ... and trains through it only up to this many keys per query (2 KB of
+# bf16 probabilities kept per query; see explicit_attention_wins)
+EXPLICIT_TRAIN_MAX_KEYS = 1024
 
 _HAS_ONEDNN_LINEAR = (torch.backends.mkldnn.is_available()
                       and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
@@ -58,7 +70,8 @@ class Path(enum.Enum):
     FUSED_TRAIN = 'fused_train'
     #: no autograd: folded weights, in-place activations, chunked CPU MLP
     FUSED_INFER = 'fused_infer'
-    #: FUSED_INFER in fp32 on the CPU, with oneDNN's fused linears
+    #: FUSED_INFER on the CPU in fp32 or bf16 (autocast or bf16 weights),
+    #: with oneDNN's fused linears
     ONEDNN_INFER = 'onednn_infer'
 
 
@@ -76,6 +89,32 @@ def autocast_active(x: torch.Tensor) -> bool:
         return torch.is_autocast_enabled(x.device.type)
     except RuntimeError:  # a device without autocast, e.g. 'meta'
         return False
+
+
+def no_autocast(x: torch.Tensor):
+    """A context with autocast off for ``x``'s device, if it is on."""
+    if autocast_active(x):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the matmuls on ``x`` run in: autocast's for ``x``'s
+    device when it is on, else ``x``'s own."""
+    if autocast_active(x):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+def onednn_dtype_ok(x: torch.Tensor) -> bool:
+    """Whether oneDNN's CPU linear takes ``x``'s compute dtype: fp32, or
+    bf16 on a CPU with native bf16 support (AVX512-BF16 / AMX)."""
+    dtype = compute_dtype(x)
+    if dtype == torch.float32:
+        return x.dtype == torch.float32
+    return (dtype == torch.bfloat16
+            and x.dtype in (torch.float32, torch.bfloat16)
+            and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def has_hooks(*modules: nn.Module) -> bool:
@@ -110,9 +149,8 @@ def select_path(x: torch.Tensor, fused: bool, *modules: nn.Module) -> Path:
         return Path.STANDARD
     if torch.is_grad_enabled():
         return Path.FUSED_TRAIN
-    if (x.device.type == 'cpu' and x.dtype == torch.float32
-            and _HAS_ONEDNN_LINEAR and torch.backends.mkldnn.enabled
-            and not autocast_active(x)):
+    if (x.device.type == 'cpu' and _HAS_ONEDNN_LINEAR
+            and torch.backends.mkldnn.enabled and onednn_dtype_ok(x)):
         return Path.ONEDNN_INFER
     return Path.FUSED_INFER
 
@@ -122,18 +160,21 @@ def fused_linear(x: torch.Tensor,
                  bias: Optional[torch.Tensor] = None,
                  silu: bool = False,
                  onednn: bool = False) -> torch.Tensor:
-    """``F.linear`` (then ``F.silu`` if ``silu``), exact fp32.
+    """``F.linear`` (then ``F.silu`` if ``silu``).
 
     With ``onednn`` (``Path.ONEDNN_INFER``) it runs oneDNN's linear with the
     bias and ``silu`` fused into the matrix multiplication, which is faster
     than ``F.linear``'s BLAS call for most of CvT's shapes
-    (docs/benchmark.md).
+    (docs/benchmark.md), in :func:`compute_dtype` (``x`` and ``weight`` cast
+    to it as autocast would; the bias as it is).
     """
     global _HAS_ONEDNN_LINEAR
     if onednn and _HAS_ONEDNN_LINEAR:
+        dtype = compute_dtype(x)
         try:
             return torch.ops.mkldnn._linear_pointwise(
-                x, weight, bias, 'swish' if silu else 'none', [], '')
+                x.to(dtype), weight.to(dtype), bias,
+                'swish' if silu else 'none', [], '')
         except Exception as e:  # a private op: its signature may change
             _HAS_ONEDNN_LINEAR = False
             warnings.warn(
@@ -181,9 +222,21 @@ def conv_with_bn_folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return fused
 
 
-def row_chunks(hidden: int) -> int:
-    """Rows per chunk for row-wise CPU work on ``(N, hidden)`` tensors."""
-    return max(64, MLP_CHUNK_ELEMENTS // hidden)
+def row_chunks(hidden: int, dtype: torch.dtype = torch.float32) -> int:
+    """Rows per chunk for row-wise CPU work on ``(N, hidden)`` tensors
+    whose matmuls run in ``dtype``. bf16 chunks hold 4x the elements (8 MB):
+    its faster GEMMs need more rows to reach their rate (stage-3 MLPs of
+    CvT-13, batch 32: 379 ms at 4x against 407 ms at 1x)."""
+    elements = MLP_CHUNK_ELEMENTS * (4 if dtype.itemsize == 2 else 1)
+    return max(64, elements // hidden)
+
+
+def even_chunks(n: int, rows: int) -> int:
+    """Rows per chunk when ``n`` rows go in chunks of at most ``rows``, as
+    even as possible (2730 + 2730 + 844 becomes 3 x 2102: a short last
+    chunk runs its matmuls below rate)."""
+    chunks = -(-n // rows)
+    return -(-n // chunks)
 
 
 class DWConvBNTrainFn(torch.autograd.Function):
@@ -194,17 +247,26 @@ class DWConvBNTrainFn(torch.autograd.Function):
     backward as well; here it is recomputed there (a cheap depth-wise conv),
     which removes 1.5 token-sized tensors per block from a training step's
     memory. The running statistics are updated once, in the forward.
+
+    Under autocast it computes what ``bn(conv(x))`` computes there: the conv
+    in the autocast dtype (:func:`compute_dtype`), the BatchNorm on its
+    output with fp32 statistics and affine parameters; the backward (where
+    autocast is off) recomputes the conv in the same dtype.
     """
 
     @staticmethod
     def forward(ctx, x, conv_w, bn_w, bn_b, running_mean, running_var,
                 momentum, eps, conv_args):
-        y = F.conv2d(x, conv_w, None, *conv_args)
-        out, save_mean, save_invstd = torch.native_batch_norm(
-            y, bn_w, bn_b, running_mean, running_var, True, momentum, eps)
+        dtype = compute_dtype(x)
+        with no_autocast(x):
+            y = F.conv2d(x.to(dtype), conv_w.to(dtype), None, *conv_args)
+            out, save_mean, save_invstd = torch.native_batch_norm(
+                y, bn_w, bn_b, running_mean, running_var, True, momentum,
+                eps)
         ctx.save_for_backward(x, conv_w, bn_w, save_mean, save_invstd)
         ctx.eps = eps
         ctx.conv_args = conv_args
+        ctx.dtype = dtype
         return out
 
     @staticmethod
@@ -212,19 +274,51 @@ class DWConvBNTrainFn(torch.autograd.Function):
         x, conv_w, bn_w, save_mean, save_invstd = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.conv_args
         need_x, need_cw, need_w, need_b = ctx.needs_input_grad[:4]
-        y = F.conv2d(x, conv_w, None, stride, padding, dilation, groups)
+        xc, wc = x.to(ctx.dtype), conv_w.to(ctx.dtype)
+        y = F.conv2d(xc, wc, None, stride, padding, dilation, groups)
         # the same memory layout for both (channels-last here, from the
         # token layout): mixed layouts take a ~15x slower CPU kernel
         layout = (torch.channels_last if y.is_contiguous(
             memory_format=torch.channels_last) else torch.contiguous_format)
         grad_y, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
-            grad_out.contiguous(memory_format=layout),
+            grad_out.to(y.dtype).contiguous(memory_format=layout),
             y.contiguous(memory_format=layout), bn_w, None, None, save_mean,
             save_invstd, True, ctx.eps, [True, need_w, need_b])
         grad_x, grad_cw, _ = torch.ops.aten.convolution_backward(
-            grad_y, x, conv_w, None, stride, padding, dilation, False,
-            [0, 0], groups, [need_x, need_cw, False])
+            grad_y, xc, wc, None, stride, padding, dilation, False, [0, 0],
+            groups, [need_x, need_cw, False])
+        # gradients in the inputs' dtypes (fp32 weights under AMP)
+        grad_x = None if grad_x is None else grad_x.to(x.dtype)
+        grad_cw = None if grad_cw is None else grad_cw.to(conv_w.dtype)
         return grad_x, grad_cw, grad_w, grad_b, None, None, None, None, None
+
+
+def is_plain_bn(bn: nn.Module) -> bool:
+    """A BatchNorm the fast paths may compute from its parameters and
+    statistics: ``nn.BatchNorm2d`` or ``nn.SyncBatchNorm`` as they are (not
+    subclassed; a deploy-time ``Identity`` is not one)."""
+    return type(bn) in (nn.BatchNorm2d, nn.SyncBatchNorm)
+
+
+def syncs_statistics(bn: nn.Module) -> bool:
+    """Whether ``bn`` is a ``SyncBatchNorm`` that reduces its batch
+    statistics over processes in this forward (training mode, more than one
+    process in its group). Otherwise it computes what ``BatchNorm2d``
+    computes, and the recomputing kernel applies."""
+    if not (isinstance(bn, nn.SyncBatchNorm) and bn.training
+            and torch.distributed.is_available()
+            and torch.distributed.is_initialized()):
+        return False
+    group = bn.process_group or torch.distributed.group.WORLD
+    return torch.distributed.get_world_size(group) > 1
+
+
+def can_recompute_bn(conv: nn.Conv2d, bn: nn.Module) -> bool:
+    """Whether :func:`dw_conv_bn_train` computes ``bn(conv(x))`` for these
+    training-mode layers: a conv without bias and a plain BatchNorm with
+    running statistics that does not synchronise them now."""
+    return (conv.bias is None and is_plain_bn(bn) and bn.track_running_stats
+            and bn.running_mean is not None and not syncs_statistics(bn))
 
 
 def dw_conv_bn_train(x: torch.Tensor, conv: nn.Conv2d,
@@ -294,6 +388,88 @@ class SiluLinearFn(torch.autograd.Function):
         return grad_z.view_as(z), grad_w, grad_b
 
 
+def explicit_attention_wins(q: torch.Tensor, k: torch.Tensor) -> bool:
+    """Whether a fast path computes attention with :func:`attention_chunked`
+    instead of ``F.scaled_dot_product_attention``: bf16 on a CPU with
+    native bf16 matmuls, where the flash kernel runs its small blocks at
+    about the fp32 speed (forward) and took 18% of a training step in its
+    backward, and whole bf16 batched matmuls are 1.5-3x faster
+    (docs/benchmark.md).
+
+    Under autograd the explicit attention keeps the probabilities for the
+    backward (the flash kernel keeps none): only up to
+    ``EXPLICIT_TRAIN_MAX_KEYS`` keys per query, where they cost about what
+    the block's other saved activations do (classification sizes; the
+    first stage has 784 keys at 224x224, 16,663 at 800x1333).
+    """
+    if not (q.device.type == 'cpu' and q.dtype == torch.bfloat16
+            and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        return False
+    grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
+    return not grad or k.shape[-2] <= EXPLICIT_TRAIN_MAX_KEYS
+
+
+def attention_chunked(q: torch.Tensor,
+                      k: torch.Tensor,
+                      v: torch.Tensor,
+                      scale: float,
+                      dropout_p: float = 0.) -> torch.Tensor:
+    """``softmax(q k^T * scale) v`` as the official code computes it under
+    autocast (scores in the inputs' dtype, the softmax in fp32 inside the
+    kernel), over chunks of at most ``ATTN_CHUNK_ELEMENTS`` scores.
+
+    Differentiable: autograd keeps each chunk's probabilities (in the
+    inputs' dtype) for the backward and nothing else score-sized.
+
+    Args:
+        q (Tensor): Queries, ``(B, nh, Tq, hd)``.
+        k (Tensor): Keys, ``(B, nh, Tkv, hd)``.
+        v (Tensor): Values, ``(B, nh, Tkv, hd)``.
+        scale (float): Score scale.
+        dropout_p (float): Dropout on the probabilities. Defaults to 0.
+
+    Returns:
+        Tensor: ``(B, nh, Tq, hd)``.
+    """
+    B, nh, Tq, hd = q.shape
+    Tkv = k.shape[2]
+    q3 = q.reshape(B * nh, Tq, hd)  # (B, nh, T, hd) -> (B*nh, T, hd)
+    kt = k.reshape(B * nh, Tkv, hd).transpose(1, 2)  # (B*nh, hd, Tkv)
+    v3 = v.reshape(B * nh, Tkv, hd)
+    rows = max(1, min(Tq, ATTN_CHUNK_ELEMENTS // Tkv))
+    group = max(1, ATTN_CHUNK_ELEMENTS // (rows * Tkv))
+    # the scale is applied to the fp32 accumulators of q @ k^T (alpha)
+    zero = q3.new_zeros(())  # baddbmm's ignored input (beta=0)
+    if not (torch.is_grad_enabled() and
+            (q.requires_grad or k.requires_grad or v.requires_grad)):
+        # no autograd: straight into the output, no concatenation
+        out = q3.new_empty(B * nh, Tq, hd)
+        for g in range(0, B * nh, group):
+            for r in range(0, Tq, rows):
+                # (G, rows, hd) @ (G, hd, Tkv) -> (G, rows, Tkv)
+                attn = torch.baddbmm(zero, q3[g:g + group, r:r + rows],
+                                     kt[g:g + group], beta=0, alpha=scale)
+                attn = F.dropout(attn.softmax(dim=-1), p=dropout_p)
+                # (G, rows, Tkv) @ (G, Tkv, hd) -> (G, rows, hd)
+                if rows == Tq:  # a contiguous slice
+                    torch.bmm(attn, v3[g:g + group], out=out[g:g + group])
+                else:
+                    out[g:g + group, r:r + rows] = torch.bmm(
+                        attn, v3[g:g + group])
+        return out.view(B, nh, Tq, hd)
+    outs = []
+    # split, not slicing: the backward of a split is one concatenation,
+    # where each slice's backward would write a whole zero-filled gradient
+    for qg, ktg, vg in zip(q3.split(group), kt.split(group), v3.split(group)):
+        row_outs = []
+        for qc in qg.split(rows, dim=1):
+            attn = torch.baddbmm(zero, qc, ktg, beta=0, alpha=scale)
+            attn = F.dropout(attn.softmax(dim=-1), p=dropout_p)
+            row_outs.append(torch.bmm(attn, vg))
+        outs.append(torch.cat(row_outs, dim=1))
+    return torch.cat(outs).view(B, nh, Tq, hd)
+
+
 def mlp_residual_chunked(x: torch.Tensor, norm: nn.Module,
                          mlp: nn.Module) -> torch.Tensor:
     """CPU inference: ``x + mlp(norm(x))`` over chunks of tokens, in place.
@@ -302,8 +478,10 @@ def mlp_residual_chunked(x: torch.Tensor, norm: nn.Module,
     allocated, touched and written back to memory whole."""
     # (B, N, C) -> (B*N, C); x is the block's own tensor
     flat = x.view(-1, x.shape[-1])
-    rows = row_chunks(mlp.fc1.out_features)
-    weights = mlp.folded_weights() if mlp.folds_quick_gelu else None
+    dtype = compute_dtype(x)
+    rows = even_chunks(flat.shape[0],
+                       row_chunks(mlp.fc1.out_features, dtype))
+    weights = mlp.folded_weights(dtype) if mlp.folds_quick_gelu else None
     for chunk in flat.split(rows):
         chunk += mlp(norm(chunk), weights)
     return x

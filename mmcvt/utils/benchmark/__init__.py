@@ -34,6 +34,10 @@ Implementations (``--impls``):
                     QuickGELU, conv + BN), i.e. what the fast paths gain
 * ``mmcvt-cp``      ``mmcvt`` with activation checkpointing per block
                     (``with_cp=True``): training memory for a second forward
+* ``IMPL@DTYPE``     any of them pinned to a dtype, e.g. ``mmcvt@fp32`` in a
+                    ``--dtype bf16`` run: both dtypes timed round-robin in
+                    one run, the ratio printed under the table
+                    (``vs_dtype`` in the JSON)
 * ``--impl-extra [NAME=]module:callable`` any other model; the callable gets
   the keyword arguments it accepts out of ``arch``, ``img_size``,
   ``num_classes``, ``hf_state_dict``, ``hf_config`` and ``device`` and returns

@@ -11,9 +11,10 @@ import sys
 import torch
 
 from .impls import (ARCHS, BUILTIN_IMPLS, Weights, check_parity, load_extra,
-                    parse_size, size_label)
+                    parse_size, size_label, split_impl)
 from .measure import DTYPES, matmul_kernels, matmul_rate, measure_group
-from .report import (MAC_METHOD, MEMORY_METHOD, add_ratios, device_name,
+from .report import (MAC_METHOD, MEMORY_METHOD, add_dtype_ratios,
+                     add_ratios, device_name, format_dtype_ratios,
                      format_growth, format_table)
 
 def _size_arg(text: str):
@@ -45,7 +46,9 @@ def parse_args(argv=None):
     p.add_argument('--modes', nargs='+', default=['infer', 'train'],
                    choices=['infer', 'train'])
     p.add_argument('--impls', nargs='+', default=['mmcvt', 'hf'],
-                   help=f'any of {BUILTIN_IMPLS} and the --impl-extra names')
+                   help=f'any of {BUILTIN_IMPLS} and the --impl-extra names; '
+                   'IMPL@DTYPE pins one to a dtype (e.g. mmcvt@fp32 in a '
+                   '--dtype bf16 run)')
     p.add_argument('--impl-extra', action='append', default=[],
                    metavar='[NAME=]module:callable',
                    help='extra implementation (repeatable); benchmarked too')
@@ -94,9 +97,13 @@ def main(argv=None) -> dict:
     extras = dict(load_extra(s) for s in args.impl_extra)
     impls = list(dict.fromkeys(list(args.impls) + list(extras)))
     for impl in impls:
-        if impl not in BUILTIN_IMPLS and impl not in extras:
-            raise SystemExit(f'Unknown impl "{impl}"; use one of '
+        base, dtype = split_impl(impl)
+        if base not in BUILTIN_IMPLS and base not in extras:
+            raise SystemExit(f'Unknown impl "{base}"; use one of '
                              f'{BUILTIN_IMPLS} or --impl-extra')
+        if '@' in impl and dtype not in DTYPES:
+            raise SystemExit(f'Unknown dtype in "{impl}": IMPL@DTYPE takes '
+                             f'one of {sorted(DTYPES)}, e.g. mmcvt@fp32')
 
     import transformers
 
@@ -141,7 +148,8 @@ def main(argv=None) -> dict:
 
     # the machine's own large-matmul rate: the best of the kernels at hand
     rates, per_kernel = {}, {}
-    for name in dict.fromkeys(['fp32', args.dtype]):
+    pinned = [split_impl(i)[1] for i in impls if '@' in i]
+    for name in dict.fromkeys(['fp32', args.dtype] + pinned):
         per_kernel[name] = {
             k: matmul_rate(device, DTYPES[name], args.matmul_size,
                            args.matmul_seconds, args.timer, k)
@@ -154,7 +162,6 @@ def main(argv=None) -> dict:
               + ')')
     meta['matmul_macs_per_s'] = rates
     meta['matmul_macs_per_s_by_kernel'] = per_kernel
-    peak_rate = rates[args.dtype]
 
     results, parity = [], {}
     for arch in args.archs:
@@ -187,10 +194,15 @@ def main(argv=None) -> dict:
         gc.collect()
 
     add_ratios(results, args.reference, not args.sequential)
+    add_dtype_ratios(results, args.dtype, not args.sequential)
     meta['loadavg_end'] = (os.getloadavg()
                            if hasattr(os, 'getloadavg') else None)
     print()
-    print(format_table(results, peak_rate, args.reference))
+    print(format_table(results, rates, args.reference))
+    dtype_lines = format_dtype_ratios(results)
+    if dtype_lines:
+        print()
+        print(dtype_lines)
     if len(args.sizes) > 1:
         print()
         print(format_growth(results))
@@ -198,7 +210,8 @@ def main(argv=None) -> dict:
           'rounds of the per-round time ratio (round-robin timing)'
           f'\nmemory: {meta["memory_method"]}\nMACs: {MAC_METHOD}\n'
           f'% mm-peak: achieved MAC rate / best {args.matmul_size}^3 '
-          f'{args.dtype} matmul rate ({peak_rate / 1e9:.1f} GMAC/s)')
+          'matmul rate of the row\'s dtype (' + ', '.join(
+              f'{k} {v / 1e9:.1f}' for k, v in rates.items()) + ' GMAC/s)')
     report = dict(meta=meta, parity=parity, results=results)
     if args.json:
         d = os.path.dirname(os.path.abspath(args.json))

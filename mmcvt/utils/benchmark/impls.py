@@ -54,6 +54,14 @@ def size_label(size) -> str:
     return str(h) if h == w else f'{h}x{w}'
 
 
+def split_impl(impl: str) -> Tuple[str, str]:
+    """``'mmcvt@fp32'`` -> ``('mmcvt', 'fp32')``: an impl pinned to a dtype
+    (to compare dtypes in one run); ``'mmcvt'`` -> ``('mmcvt', '')``, the
+    run's ``--dtype``."""
+    base, _, dtype = impl.partition('@')
+    return base, dtype
+
+
 def hf_config(arch: str, num_classes: int = NUM_CLASSES):
     """HuggingFace ``CvtConfig`` of an arch, without stochastic depth."""
     from transformers import CvtConfig
@@ -223,7 +231,9 @@ def build_impl(impl: str, ctx: Weights, size, device: torch.device,
                extras: Dict[str, Callable],
                task: str = 'cls') -> Tuple[nn.Module, nn.Module]:
     """(module to run, eager module for MAC counting), on ``device``.
-    ``task='dense'``: the backbones alone, returning every stage's map."""
+    ``task='dense'``: the backbones alone, returning every stage's map;
+    ``impl@dtype`` builds ``impl``."""
+    impl = split_impl(impl)[0]
     if impl == 'hf':
         hf = copy.deepcopy(ctx.hf)
         model = (HFBackbone(hf.cvt) if task == 'dense' else
@@ -298,7 +308,7 @@ def check_parity(impls: List[str], ctx: Weights, device: torch.device,
     with torch.no_grad():
         want = ref(pixel_values=x).logits.float()
     out = {}
-    for impl in impls:
+    for impl in dict.fromkeys(split_impl(i)[0] for i in impls):
         if impl == 'hf':
             out[impl] = dict(note='reference (exact GELU): not compared')
             continue

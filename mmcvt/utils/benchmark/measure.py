@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .impls import NUM_CLASSES, Weights, build_impl, hw, loss_of
+from .impls import NUM_CLASSES, Weights, build_impl, hw, loss_of, split_impl
 
 DTYPES = {
     'fp32': torch.float32,
@@ -257,13 +257,15 @@ class Measurement:
                  device: torch.device, extras: dict):
         self.impl, self.ctx, self.size, self.mode = impl, ctx, size, mode
         self.args, self.device, self.extras = args, device, extras
+        # 'mmcvt@fp32': mmcvt in fp32 whatever --dtype is
+        self.dtype = split_impl(impl)[1] or args.dtype
         self.res = dict(impl=impl, arch=ctx.arch, size=size, mode=mode,
-                        batch_size=args.batch_size, dtype=args.dtype,
+                        batch_size=args.batch_size, dtype=self.dtype,
                         status='ok')
         self.model = self.optimizer = self.step = None
         self.x = self.labels = None
         self.times: List[float] = []
-        if mode == 'train' and impl == 'mmcvt-deploy':
+        if mode == 'train' and split_impl(impl)[0] == 'mmcvt-deploy':
             self.res.update(status='skipped',
                             note='switch_to_deploy() is inference-only')
 
@@ -290,8 +292,9 @@ class Measurement:
                                   self.extras, getattr(args, 'task', 'cls'))
         self.model = model
         # MACs (cached per impl family: mmcvt-compile == mmcvt)
-        key = ('mmcvt' if self.impl == 'mmcvt-compile' else self.impl,
-               self.ctx.arch, self.size, self.mode)
+        base = split_impl(self.impl)[0]
+        key = ('mmcvt' if base == 'mmcvt-compile' else base, self.ctx.arch,
+               self.size, self.mode)
         if key not in _MAC_CACHE:
             fwd = count_macs(eager, self.size, device, 'infer')
             stp = fwd if self.mode == 'infer' else count_macs(
@@ -305,7 +308,7 @@ class Measurement:
                                generator=gen)
         self.x, self.labels = x.to(device), labels.to(device)
         self.step, self.optimizer = make_step(model, self.mode, self.x,
-                                              self.labels, device, args.dtype)
+                                              self.labels, device, self.dtype)
 
     def warmup(self) -> None:
 

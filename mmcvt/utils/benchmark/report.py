@@ -3,11 +3,11 @@
 the results table, and what each number means."""
 import platform
 import statistics
-from typing import List
+from typing import Dict, List
 
 import torch
 
-from .impls import hw, size_label
+from .impls import hw, size_label, split_impl
 
 MEMORY_METHOD = {
     'cuda': 'torch.cuda.max_memory_allocated over one iteration (after '
@@ -40,8 +40,8 @@ def add_ratios(results: List[dict], reference: str,
         if interleaved and len(r['times_s']) == len(ref['times_s']):
             # round-robin timing: iteration i of every impl ran back to
             # back, so per-round ratios cancel slow drifts of the machine
-            ratios['throughput_paired'] = statistics.median(
-                tr / ti for tr, ti in zip(ref['times_s'], r['times_s']))
+            ratios['throughput_paired'] = _paired(r['times_s'],
+                                                  ref['times_s'])
         if r.get('peak_mb') and ref.get('peak_mb'):
             ratios['memory'] = r['peak_mb'] / ref['peak_mb']
             ratios['memory_delta'] = (r['peak_delta_mb'] /
@@ -50,8 +50,48 @@ def add_ratios(results: List[dict], reference: str,
         r['vs_reference'] = ratios
 
 
-def format_table(results: List[dict], peak_rate: float,
+def _paired(times: List[float], ref_times: List[float]) -> float:
+    """How much faster ``times`` ran than ``ref_times``: the median over
+    the round-robin rounds of the per-round time ratio."""
+    return statistics.median(tr / t for t, tr in zip(times, ref_times))
+
+
+def add_dtype_ratios(results: List[dict], dtype: str,
+                     interleaved: bool = True) -> None:
+    """Throughput of each impl at the run's dtype over the same impl pinned
+    to another dtype (``mmcvt`` over ``mmcvt@fp32``): ``vs_dtype``."""
+    ok = {(r['impl'], r['arch'], r['size'], r['mode']): r
+          for r in results if r['status'] == 'ok'}
+    for (impl, arch, size, mode), pinned in ok.items():
+        base, pin = split_impl(impl)
+        run = ok.get((base, arch, size, mode))
+        if not pin or pin == dtype or run is None:
+            continue
+        ratio = dict(impl=base, dtype=dtype, over=impl, throughput=(
+            run['images_per_s']['median'] / pinned['images_per_s']['median']))
+        if interleaved and len(run['times_s']) == len(pinned['times_s']):
+            ratio['throughput_paired'] = _paired(run['times_s'],
+                                                 pinned['times_s'])
+        run.setdefault('vs_dtype', []).append(ratio)
+
+
+def format_dtype_ratios(results: List[dict]) -> str:
+    """One line per :func:`add_dtype_ratios` ratio."""
+    lines = []
+    for r in results:
+        for v in r.get('vs_dtype', []):
+            paired = (f" (paired {v['throughput_paired']:.2f})"
+                      if 'throughput_paired' in v else '')
+            lines.append(f"{v['impl']} {r['arch']} {size_label(r['size'])} "
+                         f"{r['mode']}: {v['dtype']} is "
+                         f"{v['throughput']:.2f}x {v['over']}{paired}")
+    return '\n'.join(lines)
+
+
+def format_table(results: List[dict], rates: Dict[str, float],
                  reference: str) -> str:
+    """The results table; ``rates``: the large-matmul rate per dtype
+    (``% mm-peak`` of a row is against its own dtype's)."""
     head = ('impl', 'arch', 'size', 'mode', 'img/s med', '[min - max]',
             f'x{reference}', 'paired', 'peak MB', 'act MB',
             f'mem x{reference}',
@@ -76,8 +116,8 @@ def format_table(results: List[dict], peak_rate: float,
             f"{vs['memory']:.2f}" if vs.get('memory') else '-',
             f"{r['macs_step_per_image'] / 1e9:.2f}",
             f"{r['achieved_macs_per_s'] / 1e9:.1f}",
-            f"{100 * r['achieved_macs_per_s'] / peak_rate:.1f}"
-            if peak_rate else '-',
+            f"{100 * r['achieved_macs_per_s'] / rates[r['dtype']]:.1f}"
+            if rates.get(r['dtype']) else '-',
         ))
     return _align(rows, n_left=4)
 

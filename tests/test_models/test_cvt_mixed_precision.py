@@ -1,0 +1,236 @@
+"""Mixed precision and SyncBN on the fast paths.
+
+* ``attention_chunked`` (bf16 CPU attention, explicit and chunked) computes
+  the reference attention, forward and backward, whatever the chunking;
+* bf16 CPU inference takes the oneDNN path with the chunked attention, and
+  its outputs match the official formulation under the same autocast;
+* the official ``LayerNorm`` behaviour: fp32 statistics, the input's dtype
+  out (a bf16 residual stream under autocast);
+* the recomputing depth-wise conv + BatchNorm kernel computes, under
+  autocast, exactly what ``bn(conv(x))`` computes there; a SyncBatchNorm that
+  does not synchronise takes the fast paths, one that does runs as it is.
+"""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmcvt.models.backbones.cvt import DWConvBN
+from mmcvt.models.layers import Path, select_path
+from mmcvt.models.layers import fast_paths as fp
+from mmcvt.models.layers.basic import LayerNorm
+
+from .test_cvt import _img
+from .test_cvt_fast_paths import _pair
+
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+
+
+def _reference_attention(q, k, v, scale):
+    attn = (q @ k.transpose(-2, -1)) * scale
+    return attn.softmax(dim=-1) @ v
+
+
+@pytest.mark.parametrize(
+    'chunk,shape', [(1 << 22, (2, 3, 20, 7)), (40, (2, 3, 20, 7)),
+                    (150, (2, 3, 20, 7)), (40, (1, 1, 9, 50))],
+    ids=['whole', 'rows', 'groups', 'row-per-chunk'])
+def test_attention_chunked_is_the_reference_attention(monkeypatch, chunk,
+                                                      shape):
+    """fp32: outputs and q/k/v gradients equal the explicit formulation for
+    any chunking (whole, row chunks, groups of heads, one row per chunk),
+    with and without autograd."""
+    monkeypatch.setattr(fp, 'ATTN_CHUNK_ELEMENTS', chunk)
+    B, nh, Tq, Tkv = shape
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(B, nh, Tq, 8, generator=gen, requires_grad=True)
+    k = torch.randn(B, nh, Tkv, 8, generator=gen, requires_grad=True)
+    v = torch.randn(B, nh, Tkv, 8, generator=gen, requires_grad=True)
+    scale = 24**-0.5
+    want = _reference_attention(q, k, v, scale)
+    with torch.no_grad():
+        torch.testing.assert_close(fp.attention_chunked(q, k, v, scale),
+                                   want, rtol=1e-5, atol=1e-6)
+    got = fp.attention_chunked(q, k, v, scale)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    g = torch.randn(want.shape, generator=gen)
+    grads = torch.autograd.grad((got * g).sum(), (q, k, v))
+    wants = torch.autograd.grad((want * g).sum(), (q, k, v))
+    for a, b in zip(grads, wants):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_chunked_in_bf16_is_the_official_rounding():
+    """bf16: the official formulation under autocast rounds the scores and
+    the probabilities to bf16; the chunked attention stays within that
+    rounding of it, and of fp32 attention."""
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 64, 16, generator=gen) for _ in range(3))
+    scale = 32**-0.5
+    exact = _reference_attention(q, k, v, scale)
+    qb, kb, vb = (t.bfloat16() for t in (q, k, v))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        official = _reference_attention(qb, kb, vb, scale)
+        got = fp.attention_chunked(qb, kb, vb, scale)
+    assert got.dtype == torch.bfloat16
+    scale_out = exact.abs().max()
+    assert (got.float() - official.float()).abs().max() < 0.02 * scale_out
+    assert (got.float() - exact).abs().max() < 0.02 * scale_out
+
+
+def test_bf16_cpu_inference_path(monkeypatch):
+    """Under CPU bf16 autocast, inference takes the oneDNN path where the
+    CPU has native bf16 (fused linears in bf16, chunked explicit attention),
+    and the outputs match the official formulation under the same
+    autocast to bf16 precision."""
+    calls = []
+    chunked = fp.attention_chunked
+
+    def spy(q, *args, **kwargs):
+        calls.append(q.dtype)
+        return chunked(q, *args, **kwargs)
+
+    monkeypatch.setattr(fp, 'attention_chunked', spy)
+    fast, ref = _pair(out_indices=(0, 1, 2), out_type='featmap')
+    fast.eval(), ref.eval()
+    x = _img(2, 3, 64, 48)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        onednn = select_path(x, True) is Path.ONEDNN_INFER
+        outs_f, outs_r = fast(x), ref(x)
+    native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert onednn == (fp._HAS_ONEDNN_LINEAR and native_bf16)
+    # one attention per block, in bf16 (where bf16 matmuls are native)
+    assert calls == [torch.bfloat16] * sum(fast.depths) * native_bf16
+    for a, b in zip(outs_f, outs_r):
+        assert a.dtype == b.dtype
+        err = (a.float() - b.float()).abs()
+        assert err.max() < 0.03 * b.float().abs().max(), err.max()
+
+
+def test_layer_norm_returns_the_input_dtype_as_the_official_one():
+    """fp32: nn.LayerNorm exactly. Under autocast: bf16 in, bf16 out (CUDA
+    autocast's nn.LayerNorm gives fp32), equal to the official
+    ``LayerNorm.forward`` (fp32 then ``ret.type(orig_type)``) within one
+    bf16 rounding; gradients reach the input and fp32 parameters."""
+    torch.manual_seed(0)
+    ln = LayerNorm(32)
+    nn.init.normal_(ln.weight), nn.init.normal_(ln.bias)
+    x = torch.randn(2, 10, 32) * 3 + 1
+    torch.testing.assert_close(
+        ln(x), F.layer_norm(x, (32, ), ln.weight, ln.bias, 1e-5),
+        rtol=0, atol=0)
+    xb = x.bfloat16().requires_grad_()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        got = ln(xb)
+        assert ln(x).dtype == torch.float32  # fp32 in (class token stage)
+    official = F.layer_norm(xb.float(), (32, ), ln.weight, ln.bias,
+                            1e-5).bfloat16()
+    assert got.dtype == torch.bfloat16
+    # one bf16 step of the largest output
+    step = official.float().abs().max() * 2**-8
+    assert (got.float() - official.float()).abs().max() <= step
+    got.float().sum().backward()
+    assert xb.grad.dtype == torch.bfloat16 and torch.isfinite(xb.grad).all()
+    assert ln.weight.grad.dtype == torch.float32
+
+
+def _proj():
+    torch.manual_seed(0)
+    proj = DWConvBN(8, 3, 2, 1).train()
+    nn.init.normal_(proj.bn.weight), nn.init.normal_(proj.bn.bias)
+    return proj, copy.deepcopy(proj)
+
+
+def test_recomputing_projection_kernel_under_autocast_is_bn_conv():
+    """The kernel CUDA mixed-precision training uses (checked here under CPU
+    autocast, whose DWConvBN prefers fp32): conv in bf16, BatchNorm with
+    fp32 statistics, the same output, gradients (in the inputs' dtypes) and
+    running statistics as ``bn(conv(x))`` under the same autocast."""
+    proj, ref = _proj()
+    x = torch.randn(2, 8, 12, 12).bfloat16().requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = fp.dw_conv_bn_train(x, proj.conv, proj.bn)
+        want = ref.bn(ref.conv(x_ref))
+    assert out.dtype == want.dtype == torch.bfloat16
+    torch.testing.assert_close(out, want, rtol=0, atol=0)
+    g = torch.randn(out.shape)
+    (out.float() * g).sum().backward()
+    (want.float() * g).sum().backward()
+    assert x.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=0, atol=0)
+    for a, b in ((proj.conv.weight, ref.conv.weight),
+                 (proj.bn.weight, ref.bn.weight), (proj.bn.bias,
+                                                   ref.bn.bias)):
+        assert a.grad.dtype == torch.float32
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-6)
+    for name in ('running_mean', 'running_var', 'num_batches_tracked'):
+        torch.testing.assert_close(
+            getattr(proj.bn, name), getattr(ref.bn, name), rtol=0, atol=0)
+
+
+def test_syncbn_without_synchronisation_takes_the_fast_paths(monkeypatch):
+    """A SyncBatchNorm outside a multi-process group (single-GPU runs of the
+    seg configs, ``sync_bn='torch'``) computes plain BatchNorm: training
+    recomputes it, eval folds it, with the reference path's results."""
+    recomputed, folded = [], []
+    kernel, fold = fp.dw_conv_bn_train, fp.fold_bn
+    monkeypatch.setattr(fp, 'dw_conv_bn_train',
+                        lambda *a: recomputed.append(1) or kernel(*a))
+    monkeypatch.setattr(fp, 'fold_bn', lambda *a: folded.append(1) or fold(*a))
+    proj, ref = _proj()
+    proj = nn.SyncBatchNorm.convert_sync_batchnorm(proj)
+    ref = nn.SyncBatchNorm.convert_sync_batchnorm(ref)
+    ref.fused = False
+    assert type(proj.bn) is nn.SyncBatchNorm
+    x = torch.randn(2, 8, 12, 12, requires_grad=True)
+    torch.testing.assert_close(proj(x), ref(x), rtol=1e-5, atol=1e-5)
+    assert recomputed == [1]
+    torch.testing.assert_close(proj.bn.running_var, ref.bn.running_var)
+    proj.eval(), ref.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(proj(x), ref(x), rtol=1e-5, atol=1e-5)
+    assert folded == [1] and recomputed == [1]
+
+
+def test_synchronising_syncbn_runs_as_it_is(monkeypatch):
+    """In a multi-process group a training SyncBatchNorm reduces its
+    statistics over the processes: the recomputing kernel (local
+    statistics) must not replace it."""
+    proj, _ = _proj()
+    proj = nn.SyncBatchNorm.convert_sync_batchnorm(proj)
+    dist = torch.distributed
+    monkeypatch.setattr(dist, 'is_initialized', lambda: True)
+    monkeypatch.setattr(dist, 'get_world_size', lambda group=None: 2)
+    assert fp.syncs_statistics(proj.bn)
+    assert not fp.can_recompute_bn(proj.conv, proj.bn)
+    proj.bn.eval()  # eval statistics are not reduced: fold as usual
+    assert not fp.syncs_statistics(proj.bn)
+    monkeypatch.setattr(dist, 'get_world_size', lambda group=None: 1)
+    proj.bn.train()
+    assert not fp.syncs_statistics(proj.bn)
+    assert fp.can_recompute_bn(proj.conv, proj.bn)
+
+
+def test_explicit_attention_is_chosen_where_it_wins(monkeypatch):
+    """bf16 on a CPU with native bf16 only; under autograd only up to
+    EXPLICIT_TRAIN_MAX_KEYS keys (it keeps the probabilities for the
+    backward, the flash kernel none: at 800x1333 that would be
+    gigabytes)."""
+    monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
+                        lambda: True)
+    limit = fp.EXPLICIT_TRAIN_MAX_KEYS
+    q = torch.zeros(1, 1, 4, 8, dtype=torch.bfloat16, requires_grad=True)
+    small, large = (torch.zeros(1, 1, n, 8, dtype=torch.bfloat16)
+                    for n in (limit, limit + 1))
+    assert fp.explicit_attention_wins(q, small)
+    assert not fp.explicit_attention_wins(q, large)
+    with torch.no_grad():
+        assert fp.explicit_attention_wins(q, large)
+    assert not fp.explicit_attention_wins(q.detach().float(), small.float())
+    monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
+                        lambda: False)
+    with torch.no_grad():
+        assert not fp.explicit_attention_wins(q, small)
