@@ -98,6 +98,12 @@ def no_autocast(x: torch.Tensor):
     return contextlib.nullcontext()
 
 
+def records_graph(*tensors: torch.Tensor) -> bool:
+    """Whether autograd records ops on these tensors (a backward will
+    follow)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype the matmuls on ``x`` run in: autocast's for ``x``'s
     device when it is on, else ``x``'s own."""
@@ -405,8 +411,8 @@ def explicit_attention_wins(q: torch.Tensor, k: torch.Tensor) -> bool:
     if not (q.device.type == 'cpu' and q.dtype == torch.bfloat16
             and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
         return False
-    grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
-    return not grad or k.shape[-2] <= EXPLICIT_TRAIN_MAX_KEYS
+    return (not records_graph(q, k)
+            or k.shape[-2] <= EXPLICIT_TRAIN_MAX_KEYS)
 
 
 def attention_chunked(q: torch.Tensor,
@@ -440,34 +446,32 @@ def attention_chunked(q: torch.Tensor,
     group = max(1, ATTN_CHUNK_ELEMENTS // (rows * Tkv))
     # the scale is applied to the fp32 accumulators of q @ k^T (alpha)
     zero = q3.new_zeros(())  # baddbmm's ignored input (beta=0)
-    if not (torch.is_grad_enabled() and
-            (q.requires_grad or k.requires_grad or v.requires_grad)):
-        # no autograd: straight into the output, no concatenation
-        out = q3.new_empty(B * nh, Tq, hd)
-        for g in range(0, B * nh, group):
-            for r in range(0, Tq, rows):
-                # (G, rows, hd) @ (G, hd, Tkv) -> (G, rows, Tkv)
-                attn = torch.baddbmm(zero, q3[g:g + group, r:r + rows],
-                                     kt[g:g + group], beta=0, alpha=scale)
-                attn = F.dropout(attn.softmax(dim=-1), p=dropout_p)
-                # (G, rows, Tkv) @ (G, Tkv, hd) -> (G, rows, hd)
-                if rows == Tq:  # a contiguous slice
-                    torch.bmm(attn, v3[g:g + group], out=out[g:g + group])
-                else:
-                    out[g:g + group, r:r + rows] = torch.bmm(
-                        attn, v3[g:g + group])
-        return out.view(B, nh, Tq, hd)
+    # without autograd each chunk goes straight into the output: a chunk
+    # spans whole rows, or rows of one head only (group == 1 when rows < Tq),
+    # so its slice of ``out`` is contiguous. With autograd the chunks are
+    # concatenated, and q, k, v are split, not sliced: the backward of a
+    # split is one concatenation, where each slice's backward would write a
+    # whole zero-filled gradient.
+    out = None if records_graph(q, k, v) else q3.new_empty(B * nh, Tq, hd)
     outs = []
-    # split, not slicing: the backward of a split is one concatenation,
-    # where each slice's backward would write a whole zero-filled gradient
-    for qg, ktg, vg in zip(q3.split(group), kt.split(group), v3.split(group)):
+    for g, (qg, ktg, vg) in enumerate(
+            zip(q3.split(group), kt.split(group), v3.split(group))):
         row_outs = []
-        for qc in qg.split(rows, dim=1):
+        for r, qc in enumerate(qg.split(rows, dim=1)):
+            # (G, rows, hd) @ (G, hd, Tkv) -> (G, rows, Tkv)
             attn = torch.baddbmm(zero, qc, ktg, beta=0, alpha=scale)
             attn = F.dropout(attn.softmax(dim=-1), p=dropout_p)
-            row_outs.append(torch.bmm(attn, vg))
-        outs.append(torch.cat(row_outs, dim=1))
-    return torch.cat(outs).view(B, nh, Tq, hd)
+            # (G, rows, Tkv) @ (G, Tkv, hd) -> (G, rows, hd)
+            if out is None:
+                row_outs.append(torch.bmm(attn, vg))
+            else:
+                torch.bmm(attn, vg, out=out[g * group:(g + 1) * group,
+                                             r * rows:(r + 1) * rows])
+        if out is None:
+            outs.append(torch.cat(row_outs, dim=1))
+    if out is None:
+        out = torch.cat(outs)
+    return out.view(B, nh, Tq, hd)
 
 
 def mlp_residual_chunked(x: torch.Tensor, norm: nn.Module,

@@ -17,6 +17,7 @@ from .report import (MAC_METHOD, MEMORY_METHOD, add_dtype_ratios,
                      add_ratios, device_name, format_dtype_ratios,
                      format_growth, format_table)
 
+
 def _size_arg(text: str):
     try:
         return parse_size(text)
