@@ -9,6 +9,8 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmcvt.utils.device import apply_cuda_settings, check_gpus_usable
+
 __all__ = [
     'parse_with_launcher', 'merge_common_args', 'merge_args', 'build_runner',
     'enable_visualization', 'shutdown_distributed'
@@ -133,6 +135,10 @@ def enable_visualization(cfg: Config, show_dir: str) -> Config:
 
 
 def build_runner(cfg: Config) -> Runner:
+    """The config's Runner, after the device checks and CUDA settings that
+    must come before CUDA is initialised (:mod:`mmcvt.utils.device`)."""
+    check_gpus_usable()
+    apply_cuda_settings(cfg)
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)

@@ -25,7 +25,8 @@ Applied once by ``import mmcvt`` (never by editing installed packages):
   and DDP gets no ``device_ids``; ``sync_bn`` in a config (SyncBatchNorm
   works on GPUs only) is skipped with a warning. "No accelerator" is
   decided by mmengine's own device helpers (CUDA, NPU, MLU, MUSA; MPS has no
-  distributed backend).
+  distributed backend); NVIDIA GPUs that torch cannot use are an error, not
+  a reason to train on the CPU (``mmcvt.utils.device``).
 
 Each fix names the mmengine versions it was written for and is skipped with
 a warning on any other version; applying them twice changes nothing.
@@ -239,6 +240,10 @@ def _patch_cpu_distributed() -> None:
         def _init_dist_pytorch(backend, init_backend='torch', **kwargs):
             if _distributed_accelerator() or init_backend != 'torch':
                 return original_init_dist(backend, init_backend, **kwargs)
+            # GPUs that torch cannot use (e.g. a driver too old for its
+            # CUDA) stop the job instead of training N CPU processes
+            from mmcvt.utils.device import check_gpus_usable
+            check_gpus_usable()
             if backend == 'nccl':
                 backend = 'gloo'  # nccl needs GPUs
             torch.distributed.init_process_group(backend=backend, **kwargs)

@@ -8,6 +8,42 @@ if ROOT not in sys.path:
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# Whether torch can use a GPU here, read once before any test hides it.
+HAS_CUDA = torch.cuda.is_available()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'cuda: needs an NVIDIA GPU that torch can use; skipped, '
+        'with that reason, where there is none')
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAS_CUDA:
+        return
+    skip = pytest.mark.skip(reason='needs a GPU: torch.cuda.is_available() '
+                            'is False on this machine')
+    for item in items:
+        if 'cuda' in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def cpu_unless_marked_cuda(request, monkeypatch):
+    """The CPU tests run on the CPU on a GPU host too: mmengine's Runner
+    would otherwise move their models to the GPU (and their tolerances,
+    bit-exact resumes and gloo process groups are the CPU's). Hidden the
+    usual way, ``CUDA_VISIBLE_DEVICES=`` for the processes a test starts,
+    and ``torch.cuda.is_available()`` for this one, whose CUDA state is
+    already read. Tests marked ``cuda`` see the GPU."""
+    if not HAS_CUDA or 'cuda' in request.keywords:
+        yield
+        return
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 0)
+    yield
+
 
 @pytest.fixture(scope='module')
 def one_torch_thread():

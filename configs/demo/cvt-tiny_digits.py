@@ -107,9 +107,7 @@ val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=32)
 
-# runtime: log every 10 iterations, keep the last and the best checkpoint;
-# gloo so that `tools/dist_train.sh` also runs on CPU-only machines
+# runtime: log every 10 iterations, keep the last and the best checkpoint
 default_hooks = dict(
     logger=dict(interval=10), checkpoint=dict(interval=1, max_keep_ckpts=1))
-env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)

@@ -95,6 +95,5 @@ param_scheduler = [
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 default_hooks = dict(
     logger=dict(interval=20), checkpoint=dict(interval=max_epochs))
-env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
 auto_scale_lr = dict(base_batch_size=4)

@@ -106,7 +106,8 @@ def feature_pca(feat: torch.Tensor) -> np.ndarray:
     """A ``(C, h, w)`` map's first three principal components as an
     ``(h, w, 3)`` uint8 RGB picture (each component min-max scaled)."""
     c, h, w = feat.shape
-    flat = feat.reshape(c, h * w).T.double()  # (h*w, C)
+    # on the CPU: the model may run on a GPU, and numpy reads host memory
+    flat = feat.detach().cpu().reshape(c, h * w).T.double()  # (h*w, C)
     flat = flat - flat.mean(0)
     _, _, v = torch.linalg.svd(flat, full_matrices=False)
     comps = flat @ v[:3].T  # (h*w, k), k <= 3
@@ -126,7 +127,7 @@ def overlay(image: np.ndarray,
     import matplotlib
     H, W = image.shape[:2]
     heat = F.interpolate(
-        heat[None, None].float(), size=(H, W), mode='bilinear',
+        heat.detach().cpu()[None, None].float(), size=(H, W), mode='bilinear',
         align_corners=False)[0, 0]
     heat = (heat - heat.min()) / (heat.max() - heat.min()).clamp_min(1e-12)
     colour = matplotlib.colormaps[cmap](heat.numpy())[..., :3] * 255

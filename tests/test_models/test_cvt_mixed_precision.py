@@ -234,3 +234,91 @@ def test_explicit_attention_is_chosen_where_it_wins(monkeypatch):
                         lambda: False)
     with torch.no_grad():
         assert not fp.explicit_attention_wins(q, small)
+
+
+# --- QuickGELU in fp16 -------------------------------------------------------
+
+
+def _mlp_with_large_activations():
+    """An MLP whose fc1 outputs reach +-45,000 (and small values too): past
+    65504 / 1.702, where QuickGELU's 1.702 y overflows fp16 but QuickGELU
+    of y itself is finite."""
+    from mmcvt.models.backbones.cvt import Mlp
+    torch.manual_seed(0)
+    mlp = Mlp(8, 32, dict(type='QuickGELU'))
+    with torch.no_grad():
+        mlp.fc1.weight.normal_(0, 0.5)
+        mlp.fc1.weight[:4, 0] = torch.tensor([9000., -9000., 4000., -7000.])
+        mlp.fc2.weight.normal_(0, 1e-3)
+    x = torch.randn(2, 5, 8)
+    x[..., 0] = 5.  # fc1 rows 0-3: 45,000, -45,000, 20,000, -35,000
+    return mlp, x
+
+
+@pytest.mark.parametrize('mode', ['fp16 weights', 'fp16 autocast'])
+@pytest.mark.parametrize('grad', [False, True], ids=['infer', 'train'])
+def test_fp16_mlp_is_quick_gelu_where_quick_gelu_is_finite(mode, grad):
+    """The fast paths do not fold 1.702 into fc1 in fp16 (it would overflow
+    to inf, then NaN): outputs equal the official QuickGELU's exactly,
+    gradients to fp16 precision, all finite."""
+    mlp, x = _mlp_with_large_activations()
+    if mode == 'fp16 weights':
+        mlp, x = mlp.half(), x.half()
+        ctx = torch.autocast('cpu', enabled=False)
+    else:
+        ctx = torch.autocast('cpu', dtype=torch.float16)
+    ref = copy.deepcopy(mlp)
+    ref.fused = False
+    x = x.requires_grad_(grad)
+    xr = x.detach().clone().requires_grad_(grad)
+    with ctx, torch.set_grad_enabled(grad):
+        fc1 = ref.fc1(xr)
+        assert fc1.dtype == torch.float16
+        assert fc1.abs().max() > 65504 / 1.702  # 1.702 y overflows here
+        want, got = ref(xr), mlp(x)
+    assert mlp.path(x) is not Path.REFERENCE
+    assert torch.isfinite(want).all()
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    if grad:
+        g = torch.randn_like(want)
+        (want * g).sum().backward()
+        (got * g).sum().backward()
+        for (name, p), q in zip(mlp.named_parameters(), ref.parameters()):
+            assert torch.isfinite(p.grad).all(), name
+            torch.testing.assert_close(p.grad.float(), q.grad.float(),
+                                       rtol=2e-3, atol=1e-3, msg=name)
+        assert torch.isfinite(x.grad).all()
+        torch.testing.assert_close(x.grad.float(), xr.grad.float(),
+                                   rtol=2e-3, atol=1e-3)
+
+
+def test_bf16_keeps_the_folded_mlp_and_its_range():
+    """bf16 reaches 3.4e38, so 1.702 stays folded into the linears there;
+    at the same activations the output matches QuickGELU to bf16
+    precision."""
+    assert fp.folds_quick_gelu_alpha(torch.bfloat16)
+    assert fp.folds_quick_gelu_alpha(torch.float32)
+    assert not fp.folds_quick_gelu_alpha(torch.float16)
+    mlp, x = _mlp_with_large_activations()
+    ref = copy.deepcopy(mlp)
+    ref.fused = False
+    with torch.autocast('cpu', dtype=torch.bfloat16), torch.no_grad():
+        want, got = ref(x), mlp(x)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.float(), want.float(), rtol=2e-2,
+                               atol=2e-2 * want.abs().max().item())
+
+
+def test_quick_gelu_backward_is_autograds():
+    """The hand-written gradient of the fp16 path: autograd's on QuickGELU
+    (in fp64), and finite where 1.702 y overflows fp16."""
+    y = torch.randn(1000, dtype=torch.float64) * 4
+    y.requires_grad_(True)
+    g = torch.randn_like(y)
+    (fp.quick_gelu(y) * g).sum().backward()
+    torch.testing.assert_close(fp.quick_gelu_backward(g, y.detach()), y.grad)
+    big = torch.tensor([45000., -45000., 30000.], dtype=torch.float16)
+    grad = fp.quick_gelu_backward(torch.ones_like(big), big)
+    assert torch.isfinite(grad).all()
+    assert grad.tolist() == [1., 0., 1.]

@@ -126,6 +126,46 @@ def test_overlay_and_pca():
     assert pca.shape == (5, 6, 3) and pca.min() == 0 and pca.max() == 255
 
 
+class _DeviceTensor(torch.Tensor):
+    """A tensor that, as a CUDA one does, refuses ``numpy()`` until it is
+    copied to the host with ``cpu()``."""
+
+    def numpy(self, *args, **kwargs):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy. "
+                        'Use Tensor.cpu() to copy the tensor to host memory '
+                        'first.')
+
+    def cpu(self, *args, **kwargs):
+        return torch.Tensor.cpu(self).as_subclass(torch.Tensor)
+
+
+def test_pictures_of_device_tensors():
+    """Maps and features computed on a GPU draw as those on the CPU (they
+    are copied to the host before numpy reads them)."""
+    image = np.zeros((30, 40, 3), np.uint8)
+    heat = torch.rand(3, 4)
+    feat = torch.randn(8, 5, 6)
+    np.testing.assert_array_equal(
+        vis.overlay(image, heat.as_subclass(_DeviceTensor)),
+        vis.overlay(image, heat))
+    np.testing.assert_array_equal(
+        vis.feature_pca(feat.as_subclass(_DeviceTensor)),
+        vis.feature_pca(feat))
+
+
+@pytest.mark.cuda
+def test_vis_attention_on_cuda(demo_checkpoint, photo, tmp_path):
+    outs = {}
+    for device in ('cpu', 'cuda'):
+        outs[device] = str(tmp_path / f'{device}.png')
+        _tool().main([DEMO, demo_checkpoint, photo, '--out', outs[device],
+                      '--max-size', '160', '--device', device])
+    a = np.asarray(Image.open(outs['cpu']), np.int16)
+    b = np.asarray(Image.open(outs['cuda']), np.int16)
+    assert a.shape == b.shape
+    assert np.abs(a - b).max() <= 2  # TF32 / kernel rounding, in 0-255
+
+
 def test_mmpretrain_vis_cam_works_on_cvt(demo_checkpoint, tmp_path):
     """mmpretrain's own vis_cam.py: ``--vit-like`` drops the class token
     (``CvT.num_extra_tokens``) and restores the last stage's grid."""

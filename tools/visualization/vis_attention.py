@@ -54,6 +54,8 @@ def parse_args(argv=None):
     p.add_argument('--scale', type=int, default=1,
                    help='enlarge the output picture (nearest) this many '
                    'times, for small images')
+    p.add_argument('--device', default='cpu',
+                   help='device the model runs on, e.g. cuda')
     args = p.parse_args(argv)
     if args.query and not all(0 <= v < 1 for v in args.query):
         p.error(f'--query takes relative positions in [0, 1), got '
@@ -78,6 +80,7 @@ def render(args) -> np.ndarray:
     image = read_image(args.image, args.max_size)
     # (H, W, 3) uint8 -> (1, 3, H, W), normalised as the config does
     x = (torch.from_numpy(image).permute(2, 0, 1)[None].float() - mean) / std
+    backbone, x = backbone.to(args.device), x.to(args.device)
     if args.features:
         maps = vis.feature_maps(backbone, x)
         panels = [image] + [vis.feature_pca(m[0]) for m in maps]

@@ -338,10 +338,14 @@ class Mlp(nn.Module):
                        dtype: Optional[torch.dtype] = None
                        ) -> Tuple[torch.Tensor, ...]:
         """``(a W1, a b1, W2 / a, b2)`` with ``a = 1.702``; the weights
-        cast to ``dtype`` if given (once per call, not per chunk)."""
+        cast to ``dtype`` if given (once per call, not per chunk). For an
+        fp16 ``dtype`` the weights as they are: ``a`` is not folded there
+        (``fast_paths.folds_quick_gelu_alpha``)."""
         a = fp.QUICK_GELU_ALPHA
         b1 = self.fc1.bias
         w1, w2 = self.fc1.weight * a, self.fc2.weight * (1. / a)
+        if dtype is not None and not fp.folds_quick_gelu_alpha(dtype):
+            w1, w2, a = self.fc1.weight, self.fc2.weight, 1.
         if dtype is not None:
             w1, w2 = w1.to(dtype), w2.to(dtype)
         return (w1, None if b1 is None else b1 * a, w2, self.fc2.bias)
@@ -360,18 +364,26 @@ class Mlp(nn.Module):
         if path is Path.REFERENCE:
             x = self.drop(self.act(self.fc1(x)))
             return self.drop(self.fc2(x))
-        w1, b1, w2, b2 = weights or self.folded_weights()
+        # fp16: QuickGELU itself, on fc1(x), where a * fc1(x) could overflow
+        dtype = fp.compute_dtype(x)
+        quick = not fp.folds_quick_gelu_alpha(dtype)
+        w1, b1, w2, b2 = weights or (
+            (self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias)
+            if quick else self.folded_weights())
+        inplace = not torch.is_grad_enabled()
         if path in (Path.FUSED_INFER, Path.ONEDNN_INFER):
             # (..., C) -> (..., C_hid) -> (..., C)
             onednn = path is Path.ONEDNN_INFER
-            h = self.drop(fp.fused_linear(x, w1, b1, silu=True, onednn=onednn))
+            h = fp.fused_linear(x, w1, b1, silu=not quick, onednn=onednn)
+            h = self.drop(fp.quick_gelu(h, inplace) if quick else h)
             return self.drop(fp.fused_linear(h, w2, b2, onednn=onednn))
-        z = F.linear(x, w1, b1)  # (..., C) -> (..., C_hid): a * fc1(x)
+        # (..., C) -> (..., C_hid): a * fc1(x), or fc1(x) in fp16
+        z = F.linear(x, w1, b1)
         if (path is Path.FUSED_TRAIN and z.requires_grad
                 and not (self.training and self.drop.p > 0)):
-            return fp.SiluLinearFn.apply(z, w2, b2)
-        silu = F.silu(z, inplace=not torch.is_grad_enabled())
-        return self.drop(F.linear(self.drop(silu), w2, b2))
+            return fp.SiluLinearFn.apply(z, w2, b2, quick)
+        h = fp.quick_gelu(z, inplace) if quick else F.silu(z, inplace=inplace)
+        return self.drop(F.linear(self.drop(h), w2, b2))
 
 
 class CvTBlock(nn.Module):

@@ -40,7 +40,8 @@ __all__ = [
     'row_chunks', 'mlp_residual_chunked', 'dw_conv_bn_train',
     'is_plain_bn', 'syncs_statistics', 'can_recompute_bn',
     'DWConvBNTrainFn', 'SiluLinearFn', 'QUICK_GELU_ALPHA', 'compute_dtype',
-    'explicit_attention_wins', 'attention_chunked'
+    'explicit_attention_wins', 'attention_chunked', 'folds_quick_gelu_alpha',
+    'quick_gelu', 'quick_gelu_backward'
 ]
 
 # QuickGELU(y) = y * sigmoid(1.702 y) = silu(1.702 y) / 1.702
@@ -159,6 +160,30 @@ def select_path(x: torch.Tensor, fused: bool, *modules: nn.Module) -> Path:
             and torch.backends.mkldnn.enabled and onednn_dtype_ok(x)):
         return Path.ONEDNN_INFER
     return Path.FUSED_INFER
+
+
+def folds_quick_gelu_alpha(dtype: torch.dtype) -> bool:
+    """Whether the MLP fast paths may fold QuickGELU's 1.702 into the
+    linears around it (``fc1``'s output becomes ``1.702 y``) when its
+    matmuls run in ``dtype``: not in fp16, where ``1.702 y`` overflows for
+    ``|y| > 65504 / 1.702`` (about 38,486) while QuickGELU of ``y`` stays
+    finite. fp32 and bf16 reach 3.4e38."""
+    return dtype != torch.float16
+
+
+def quick_gelu(y: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """``y * sigmoid(1.702 y)`` with the official QuickGELU's ops in
+    ``y``'s dtype (so the same numbers): finite wherever ``y`` is."""
+    s = torch.sigmoid(y * QUICK_GELU_ALPHA)
+    return y.mul_(s) if inplace else y * s
+
+
+def quick_gelu_backward(grad: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The gradient of :func:`quick_gelu`: ``grad * (s + a y s (1 - s))``
+    with ``s = sigmoid(a y)``, written so that a saturated ``s`` (``a y``
+    overflowed to inf in fp16) gives ``s`` and not ``inf * 0``."""
+    s = torch.sigmoid(y * QUICK_GELU_ALPHA)
+    return grad * (s + y * (QUICK_GELU_ALPHA * s * (1 - s)))
 
 
 def fused_linear(x: torch.Tensor,
@@ -345,6 +370,8 @@ class SiluLinearFn(torch.autograd.Function):
     recomputed in the backward, so the MLP keeps one hidden-sized tensor for
     the backward instead of two. Works under autocast (``z`` and the
     gradient in bf16/fp16, ``w`` in fp32), as :func:`F.linear` does.
+    With ``quick=True`` the activation is :func:`quick_gelu` instead (fp16,
+    where the MLP does not fold QuickGELU into ``silu``).
 
     In fp32 on CPU both passes go over chunks of rows, so that ``silu(z)``
     and its gradient live in cache-sized pieces instead of two whole
@@ -352,46 +379,54 @@ class SiluLinearFn(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z, w, b):
+    def forward(ctx, z, w, b, quick=False):
         ctx.save_for_backward(z, w)
         ctx.has_bias = b is not None
+        ctx.quick = quick
+        act = quick_gelu if quick else F.silu
         ctx.chunked = (z.device.type == 'cpu' and not autocast_active(z)
                        and z.dtype == w.dtype)
         if not ctx.chunked:
-            return F.linear(F.silu(z), w, b)
+            return F.linear(act(z), w, b)
         # (..., C_hid) -> (N, C_hid) -> (N, C_out)
         z2 = z.reshape(-1, z.shape[-1])
         out = z2.new_empty(z2.shape[0], w.shape[0])
         rows = row_chunks(z2.shape[1])
         for zc, oc in zip(z2.split(rows), out.split(rows)):
             if b is None:
-                torch.mm(F.silu(zc), w.t(), out=oc)
+                torch.mm(act(zc), w.t(), out=oc)
             else:
-                torch.addmm(b, F.silu(zc), w.t(), out=oc)
+                torch.addmm(b, act(zc), w.t(), out=oc)
         return out.view(*z.shape[:-1], w.shape[0])
 
     @staticmethod
     def backward(ctx, grad_out):
         z, w = ctx.saved_tensors
+        act = quick_gelu if ctx.quick else F.silu
+        act_backward = (quick_gelu_backward
+                        if ctx.quick else torch.ops.aten.silu_backward)
         # (..., C_out) -> (N, C_out), (..., C_hid) -> (N, C_hid)
         g2 = grad_out.reshape(-1, grad_out.shape[-1])
         z2 = z.reshape(-1, z.shape[-1])
         grad_b = g2.sum(0).to(w.dtype) if ctx.has_bias else None
         if not ctx.chunked or g2.dtype != z.dtype:
-            h = F.silu(z2).to(g2.dtype)
+            h = act(z2).to(g2.dtype)
             grad_w = g2.t().mm(h).to(w.dtype)
             grad_h = g2.mm(w.to(g2.dtype)).to(z.dtype)
-            grad_z = torch.ops.aten.silu_backward(grad_h, z2)
-            return grad_z.view_as(z), grad_w, grad_b
+            grad_z = act_backward(grad_h, z2)
+            return grad_z.view_as(z), grad_w, grad_b, None
         grad_w = torch.zeros_like(w)
         grad_z = torch.empty_like(z2)
         rows = row_chunks(z2.shape[1])
         for gc, zc, gzc in zip(g2.split(rows), z2.split(rows),
                                grad_z.split(rows)):
-            grad_w.addmm_(gc.t(), F.silu(zc))
-            torch.ops.aten.silu_backward.grad_input(
-                gc.mm(w), zc, grad_input=gzc)
-        return grad_z.view_as(z), grad_w, grad_b
+            grad_w.addmm_(gc.t(), act(zc))
+            if ctx.quick:
+                gzc.copy_(quick_gelu_backward(gc.mm(w), zc))
+            else:
+                torch.ops.aten.silu_backward.grad_input(
+                    gc.mm(w), zc, grad_input=gzc)
+        return grad_z.view_as(z), grad_w, grad_b, None
 
 
 def explicit_attention_wins(q: torch.Tensor, k: torch.Tensor) -> bool:
