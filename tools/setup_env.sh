@@ -27,6 +27,7 @@
 #                    the PATH's or /usr/local/cuda's), else the pinned wheels; pip: the pinned
 #                    wheels always. Defaults to auto
 #   MAX_JOBS         parallel compile jobs of the mmcv build. Defaults to the number of cores
+#                    (for CUDA ops, at most one per 3 GB of available memory)
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -215,6 +216,13 @@ build_mmcv() {
         join_cuda_home "$toolkit" "$cuda_home"
         step "nvcc: $("$cuda_home/bin/nvcc" --version | sed -n 's/.*\(release [0-9.]*\).*/\1/p') from $toolkit; CUDA_HOME=$cuda_home; TORCH_CUDA_ARCH_LIST=$archs"
         build_env+=(FORCE_CUDA=1 "CUDA_HOME=$cuda_home" "TORCH_CUDA_ARCH_LIST=$archs" "PATH=$cuda_home/bin:$PATH")
+        if [ -z "${MAX_JOBS:-}" ]; then
+            # an nvcc job can take 3 GB: no more jobs than the memory holds
+            local mem_gb jobs
+            mem_gb=$(awk '/^MemAvailable:/ {print int($2 / 1048576)}' /proc/meminfo 2>/dev/null || echo 0)
+            jobs=$((mem_gb / 3 < $(nproc) ? mem_gb / 3 : $(nproc)))
+            build_env[1]="MAX_JOBS=$((jobs > 0 ? jobs : 1))"
+        fi
     else
         # CPU ops only, also where torch sees a GPU (mmcv builds CUDA ops whenever it does)
         build_env+=(FORCE_CUDA=0 CUDA_VISIBLE_DEVICES=)
@@ -238,7 +246,7 @@ build_mmcv() {
     cp "$built" "$wheel_dir/.partial.whl"
     mv "$wheel_dir/.partial.whl" "$wheel_dir/$(basename "$built")"
     printf 'ops: %s\nbuild seconds: %s\ncores: %s\njobs: %s\n' "$flavour" "$secs" "$(nproc)" \
-        "${MAX_JOBS:-$(nproc)}" >"$wheel_dir/build-info.txt"
+        "${build_env[1]#MAX_JOBS=}" >"$wheel_dir/build-info.txt"
     step "mmcv built in ${secs}s"
     wheel=$wheel_dir/$(basename "$built")
 }

@@ -44,6 +44,9 @@ __all__ = ['run', 'TOLERANCES', 'rel_err', 'SECTIONS']
 
 SECTIONS = ('fast_paths', 'sdpa', 'amp', 'with_cp', 'compile', 'precision',
             'vs_transformers')
+# sections that pass or fail; the others inform, and an error there is
+# reported as 'error' without failing the self-check
+CORRECTNESS = ('fast_paths', 'amp', 'with_cp', 'compile')
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16,
           'fp16': torch.float16}
 # ||fast - reference|| / ||reference|| allowed per dtype (outputs,
@@ -266,7 +269,8 @@ def check_sdpa(device: torch.device, archs, size, dtypes: List[str],
                         'math' in row['kernels'])
                     row['status'] = 'warn' if slow else 'info'
                 except Exception as e:
-                    row.update(status='fail', error=f'{type(e).__name__}: {e}')
+                    row.update(status='error',
+                               error=f'{type(e).__name__}: {e}'[:2000])
                 model.zero_grad(set_to_none=True)
                 rows.append(row)
         del model
@@ -595,7 +599,8 @@ def run(device: str = 'cpu', sections=SECTIONS, quick: bool = False,
         try:
             result = fn()
         except Exception as e:
-            result = dict(status='fail', error=f'{type(e).__name__}: {e}')
+            result = dict(status='fail' if name in CORRECTNESS else 'error',
+                          error=f'{type(e).__name__}: {e}'[:2000])
         report['checks'][name] = result
         log(f'[self-check] {name}: {summary(name, result)} '
             f'({time.perf_counter() - t0:.0f} s)')
@@ -631,12 +636,20 @@ def summary(name: str, result) -> str:
         return ('fastest: ' + ', '.join(
             f'{mode} {p} ({result["vs_fp32"][mode].get(p, 1.0):.2f}x fp32)'
             for mode, p in result['fastest'].items()))
+    if isinstance(result, dict) and result.get('status') in ('error',
+                                                              'skip'):
+        return f"{result['status']}: {result.get('error') or result.get('reason')}"
+    if name == 'vs_transformers' and 'goals' in result:
+        return '; '.join(
+            f"{k} {v['value']:.2f} (goal {v['goal']}: "
+            f"{'met' if v['met'] else 'not met'})"
+            for k, v in result['goals'].items() if v['value'] is not None)
     if name == 'sdpa' and isinstance(result, list):
         return '; '.join(
             f"{r['arch']} {r['dtype']} {r['mode']}: " +
             ', '.join(r.get('kernels', {}) or [r.get('error', '?')])
             for r in result)
-    counts = {k: s.count(k) for k in ('pass', 'fail', 'warn', 'skip')
+    counts = {k: s.count(k) for k in ('pass', 'fail', 'error', 'warn', 'skip')
               if s.count(k)}
     return ', '.join(f'{v} {k}' for k, v in counts.items()) or 'info'
 

@@ -3,7 +3,10 @@ a GPU where one is present): every section runs and reports, a fast path
 that computes something else fails the check, and the command line writes
 its JSON and exits 1 on a failure. No timing assertions."""
 import json
+import os
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -128,3 +131,41 @@ def test_correctness_sections_pass_on_the_gpu(tmp_path):
     assert report['passed'], report['checks']
     kernels = {k for r in report['checks']['sdpa'] for k in r['kernels']}
     assert 'math' not in kernels
+
+
+BLOCKER = '''
+import importlib.abc, runpy, sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {blocked!r}:
+            raise ImportError(f'{{name}} is not installed (blocked)')
+
+sys.meta_path.insert(0, Block())
+sys.argv = ['self_check.py'] + {argv!r}
+runpy.run_path({script!r}, run_name='__main__')
+'''
+
+
+def test_needs_only_torch_mmengine_and_mmcvt(tmp_path):
+    """Without mmcv, the toolkits and transformers (a GPU machine with a
+    bare torch), the checks run and the comparison with transformers says
+    why it is skipped."""
+    script = osp.join(osp.dirname(osp.dirname(osp.dirname(
+        osp.abspath(__file__)))), 'tools', 'analysis', 'self_check.py')
+    out = str(tmp_path / 'r.json')
+    code = BLOCKER.format(
+        blocked={'mmcv', 'mmpretrain', 'mmdet', 'mmseg', 'transformers'},
+        argv=['--device', 'cpu', '--quick', '--only', 'fast_paths',
+              'vs_transformers', '--out', out],
+        script=script)
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                          text=True, timeout=600,
+                          env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out) as f:
+        report = json.load(f)
+    assert report['checks']['vs_transformers']['status'] == 'skip'
+    assert 'transformers is not installed' in \
+        report['checks']['vs_transformers']['reason']
+    assert report['environment']['mmcv_ops_cuda'].startswith('unavailable')
