@@ -23,8 +23,10 @@ SRUN_ARGS=${SRUN_ARGS:-""}
 DIR=$(dirname "$0")
 source "$DIR/_python.sh"
 
+# exec: srun takes this shell's place, so that signals (scancel, Ctrl-C,
+# preemption) reach it and it stops every task
 PYTHONPATH="$DIR/..":${PYTHONPATH:-} \
-srun -p ${PARTITION} \
+exec srun -p ${PARTITION} \
     --job-name=${JOB_NAME} \
     --gres=gpu:${GPUS_PER_NODE} \
     --ntasks=${GPUS} \

@@ -176,3 +176,71 @@ def test_dist_train_two_cpu_processes(tmp_path):
     assert 'SyncBatchNorm needs GPUs' in log
     ckpt = torch.load(osp.join(work, 'iter_4.pth'), map_location='cpu')
     assert ckpt['meta']['iter'] == 4
+
+
+def _descendants(pid: int) -> set:
+    """Every process below ``pid`` (from /proc's children lists)."""
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f'/proc/{p}/task/{p}/children') as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
+            continue
+        found.update(kids)
+        todo += kids
+    return found
+
+
+def _alive(pids) -> set:
+    alive = set()
+    for p in pids:
+        try:
+            with open(f'/proc/{p}/stat') as f:
+                if f.read().split(')')[-1].split()[0] != 'Z':  # not a zombie
+                    alive.add(p)
+        except OSError:
+            pass
+    return alive
+
+
+def test_sigterm_to_dist_train_stops_every_rank(tmp_path):
+    """`kill -TERM` of `bash tools/dist_train.sh CFG 2` (what Ctrl-C, kill
+    and a cluster's preemption send) stops torchrun, both ranks and their
+    data workers, not the shell alone."""
+    import signal
+    import time
+    cfg = write_job(tmp_path)
+    log = open(tmp_path / 'out.log', 'w')
+    env = dict(os.environ, PORT=str(_free_port()), PYTHON=sys.executable,
+               PYTHONPATH=ROOT)
+    proc = subprocess.Popen(
+        ['bash', osp.join(ROOT, 'tools/dist_train.sh'), cfg, '2',
+         '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+         'train_cfg.max_iters=100000', 'train_cfg.val_interval=100000',
+         'default_hooks.checkpoint.interval=100000',
+         'train_dataloader.num_workers=1'],
+        cwd=str(tmp_path), env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while 'loss:' not in (tmp_path / 'out.log').read_text():
+            assert proc.poll() is None, (tmp_path / 'out.log').read_text()
+            assert time.time() < deadline, 'training did not start'
+            time.sleep(1)
+        tree = _descendants(proc.pid) | {proc.pid}
+        assert len(tree) >= 3  # torchrun and two ranks (and their workers)
+        os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.time() + 30
+        while _alive(tree) and time.time() < deadline:
+            proc.poll()
+            time.sleep(0.5)
+        assert _alive(tree) == set()
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        log.close()

@@ -637,8 +637,30 @@ def test_error_incomplete_custom_arch():
     bad = dict(TINY, depths=[1, 1])
     with pytest.raises(ValueError, match='equal lengths'):
         CvT(bad)
-    with pytest.raises(TypeError, match='arch must be a str or a dict'):
-        CvT(13)
+    with pytest.raises(TypeError, match='arch must be a name'):
+        CvT(13.0)
+    with pytest.raises(ValueError, match=r"Unknown CvT arch \"24\"; valid"):
+        CvT(24)
+
+
+@pytest.mark.parametrize('arch', [13, 21])
+def test_arch_as_an_int(arch):
+    """`--cfg-options model.backbone.arch=13` arrives as the int 13."""
+    with torch.device('meta'):
+        a, b = CvT(arch), CvT(f'cvt-{arch}')
+    assert (a.arch_name, a.arch_settings) == (b.arch_name, b.arch_settings)
+
+
+@pytest.mark.parametrize('fused', [True, False])
+@pytest.mark.parametrize('grad', [False, True], ids=['infer', 'train'])
+def test_empty_batch(fused, grad):
+    """A batch of 0 images gives empty maps on every path (the chunked CPU
+    inference MLP divided by zero)."""
+    model = _tiny(out_indices=(0, 1, 2)).eval().set_fused(fused)
+    with torch.set_grad_enabled(grad):
+        outs = model(_img(0, 3, 64, 48))
+    assert [tuple(o.shape) for o in outs] == [(0, 16, 16, 12), (0, 32, 8, 6),
+                                              (0, 48)]
 
 
 @pytest.mark.parametrize('out_indices', [(3, ), (-4, ), (0, 5)])

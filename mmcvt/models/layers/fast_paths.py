@@ -267,7 +267,7 @@ def even_chunks(n: int, rows: int) -> int:
     even as possible (2730 + 2730 + 844 becomes 3 x 2102: a short last
     chunk runs its matmuls below rate)."""
     chunks = -(-n // rows)
-    return -(-n // chunks)
+    return -(-n // chunks) if n else rows  # an empty batch: one empty chunk
 
 
 class DWConvBNTrainFn(torch.autograd.Function):

@@ -83,6 +83,9 @@ def variant_name(arch_zoo: Dict[str, dict], depths: Sequence[int],
 
 def parse_arch(arch, arch_zoo: Dict[str, dict]) -> Tuple[str, dict]:
     """``(display name, settings)`` of a zoo name or a custom arch dict."""
+    if isinstance(arch, int) and not isinstance(arch, bool):
+        # `--cfg-options model.backbone.arch=13` arrives as an int
+        arch = str(arch)
     if isinstance(arch, str):
         key = arch.lower()
         if key not in arch_zoo:
@@ -92,8 +95,8 @@ def parse_arch(arch, arch_zoo: Dict[str, dict]) -> Tuple[str, dict]:
                 f'{list(ARCH_KEYS)}.')
         return display_name(key), copy.deepcopy(arch_zoo[key])
     if not isinstance(arch, dict):
-        raise TypeError('arch must be a str or a dict, got '
-                        f'{type(arch).__name__}.')
+        raise TypeError('arch must be a name (e.g. "cvt-13") or a dict, '
+                        f'got {type(arch).__name__}.')
     missing = [k for k in ARCH_KEYS if k not in arch]
     if missing:
         raise ValueError(
