@@ -37,6 +37,7 @@ import importlib.util
 import os
 import os.path as osp
 import pickle
+import re
 import warnings
 from typing import Callable, Optional
 
@@ -109,19 +110,40 @@ def load_checkpoint_file(filename: str, map_location=None) -> dict:
     except pickle.UnpicklingError as e:
         # the safe unpickler names the global it refused; anything else it
         # says is about bytes that are not a pickle at all
-        if not trusted and 'Unsupported global' in str(e):
+        blocked = _BLOCKED_GLOBAL.search(str(e))
+        if not trusted and blocked:
+            # a function torch never lets a checkpoint call (os.system,
+            # eval, ...): the file would run code when loaded
+            raise pickle.UnpicklingError(
+                f'{filename} is unsafe: loading it would call '
+                f'{blocked.group(1)}, which no checkpoint needs, and the safe '
+                f'loader refused it (torch: "{blocked.group(0)}"). Nothing '
+                'was loaded. Do not load this file with a full unpickle '
+                f'({TRUST_ENV}=1 or weights_only=False); get the checkpoint '
+                'from a source you trust.') from None
+        refused = _REFUSED_GLOBAL.search(str(e))
+        if not trusted and refused:
             raise pickle.UnpicklingError(
                 f'{filename} holds Python objects that the safe loader '
-                f'(torch.load weights_only=True) refuses; checkpoints saved '
-                f'by mmcvt load safely, this one was probably written '
-                f'elsewhere. If you trust the file, set {TRUST_ENV}=1 to '
-                f'load it with a full unpickle.\nOriginal error: {e}') from e
+                f'(torch.load weights_only=True) refuses '
+                f'({refused.group(1)}); checkpoints saved by mmcvt load '
+                f'safely, this one was probably written elsewhere. If it '
+                f'comes from a source you trust and holds harmless classes '
+                f'of your own, set {TRUST_ENV}=1 to load it with a full '
+                f'unpickle.') from None
         # torch's message suggests weights_only=False, which cannot read
         # bytes that are no checkpoint either: keep only what it found
         raise _unreadable(filename, e) from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError,
             IndexError, TypeError, AttributeError) as e:
         raise _unreadable(filename, e) from e
+
+
+# torch's safe loader: a global on its block list (a module such as os or
+# subprocess), and one that is merely not allowed (a custom class)
+_BLOCKED_GLOBAL = re.compile(
+    r'unsupported GLOBAL (\S+) whose module \S+ is blocked', re.IGNORECASE)
+_REFUSED_GLOBAL = re.compile(r'Unsupported global: GLOBAL (\S+)')
 
 
 def _unreadable(filename: str, error: Exception) -> ValueError:

@@ -1,4 +1,5 @@
 """The compatibility fixes ``import mmcvt`` applies (see mmcvt/compat.py)."""
+import os
 import pickle
 
 import numpy as np
@@ -195,3 +196,41 @@ def test_no_accelerator_follows_mmengine(monkeypatch, device, accelerator):
     import mmengine.device
     monkeypatch.setattr(mmengine.device, 'get_device', lambda: device)
     assert compat._distributed_accelerator() == accelerator
+
+
+class _RunsCode:
+    """A pickle payload that would run a shell command when unpickled."""
+
+    def __reduce__(self):
+        return (os.system, ('echo this-should-never-run',))
+
+
+class _Harmless:
+    pass
+
+
+def test_checkpoint_that_would_run_code_is_called_unsafe(tmp_path,
+                                                          monkeypatch):
+    """torch's block list refused it (os.system): the message names the
+    call, calls the file unsafe, and never suggests a full unpickle (not
+    MMCVT_TRUST_CHECKPOINTS, not weights_only=False), as it does for a file
+    that is only broken or holds harmless classes of the user's own."""
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    evil = str(tmp_path / 'evil.pth')
+    torch.save({'state_dict': {}, 'x': _RunsCode()}, evil)
+    with pytest.raises(pickle.UnpicklingError) as e:
+        CheckpointLoader.load_checkpoint(evil)
+    msg = str(e.value)
+    assert f'{evil} is unsafe: loading it would call posix.system' in msg
+    assert 'unsupported GLOBAL posix.system whose module posix is blocked' \
+        in msg
+    assert 'Do not load this file with a full unpickle' in msg
+    assert 'will likely succeed' not in msg  # torch's general advice
+    assert 'corrupted' not in msg
+    custom = str(tmp_path / 'custom.pth')
+    torch.save({'state_dict': {}, 'x': _Harmless()}, custom)
+    with pytest.raises(pickle.UnpicklingError) as e:
+        CheckpointLoader.load_checkpoint(custom)
+    msg = str(e.value)
+    assert 'test_compat._Harmless' in msg and TRUST_ENV in msg
+    assert 'unsafe' not in msg and 'will likely succeed' not in msg
