@@ -13,7 +13,8 @@ from mmcvt.utils.device import apply_cuda_settings, check_gpus_usable
 
 __all__ = [
     'parse_with_launcher', 'merge_common_args', 'merge_args', 'build_runner',
-    'enable_visualization', 'shutdown_distributed'
+    'enable_visualization', 'shutdown_distributed', 'latest_checkpoint',
+    'check_training_state'
 ]
 
 
@@ -73,16 +74,15 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
 
-    if args.resume == 'auto':
+    if args.resume is not None:
         cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        if not osp.isfile(args.resume):
+        cfg.load_from = (latest_checkpoint(cfg.work_dir)
+                         if args.resume == 'auto' else args.resume)
+        if not osp.isfile(cfg.load_from):
             raise FileNotFoundError(
                 f'--resume {args.resume}: no such checkpoint. Give a .pth '
                 f'file, or --resume alone for the latest one in the work dir.')
-        cfg.resume = True
-        cfg.load_from = args.resume
+        check_training_state(cfg.load_from)
 
     if args.auto_scale_lr:
         base = cfg.get('auto_scale_lr', {}).get('base_batch_size')
@@ -105,6 +105,60 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         if args.no_persistent_workers or loader.get('num_workers', 0) == 0:
             loader['persistent_workers'] = False
     return cfg
+
+
+def latest_checkpoint(work_dir: str) -> str:
+    """The checkpoint ``--resume`` without a path resumes: the one the work
+    dir's ``last_checkpoint`` names. A work dir that was moved or copied
+    still names the old absolute path: the file of that name in this work
+    dir is taken (mmengine's own lookup would fail, or read the old
+    folder's file).
+
+    Raises:
+        FileNotFoundError: If the work dir holds no checkpoint to resume.
+    """
+    record = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(record):
+        raise FileNotFoundError(
+            f'--resume: found no checkpoint to resume in the work dir '
+            f'{osp.abspath(work_dir)} (it has no last_checkpoint file'
+            f'{"" if osp.isdir(work_dir) else "; the folder does not exist"}'
+            f'). Check --work-dir, give the checkpoint (--resume PATH), or '
+            f'start without --resume.')
+    with open(record) as f:
+        named = f.read().strip()
+    local = osp.join(work_dir, osp.basename(named))
+    if osp.isfile(local):
+        return local
+    raise FileNotFoundError(
+        f'--resume: {record} names {named}, which is not there, and the work '
+        f'dir has no {osp.basename(named)}. Give the checkpoint with '
+        f'--resume PATH.')
+
+
+def check_training_state(checkpoint: str) -> None:
+    """Refuse to resume from a checkpoint without the optimizer's state
+    (e.g. a best-so-far checkpoint, which mmengine saves with the weights
+    only): resuming would restart the optimizer and the learning-rate
+    schedule in silence."""
+    import torch
+    try:  # mmap: reads the keys, not the tensors
+        ckpt = torch.load(checkpoint, map_location='cpu', mmap=True,
+                          weights_only=True)
+    except Exception:  # not a zip file, or unsafe: the loader will say
+        return
+    if not isinstance(ckpt, dict) or 'state_dict' not in ckpt:
+        return
+    missing = [k for k in ('optimizer', 'message_hub') if k not in ckpt]
+    if missing:
+        raise ValueError(
+            f'--resume {checkpoint}: it holds the model weights but no '
+            f'training state ({" and ".join(missing)} missing; a best-so-far '
+            f'checkpoint is saved that way), so the optimizer and the '
+            f'learning-rate schedule would start over. Resume from a '
+            f'periodic checkpoint (iter_N.pth / epoch_N.pth), or start a new '
+            f'run from these weights with --cfg-options load_from={checkpoint}'
+            f' (without --resume).')
 
 
 def enable_visualization(cfg: Config, show_dir: str) -> Config:

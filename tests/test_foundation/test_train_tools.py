@@ -154,6 +154,57 @@ def test_resume_missing_checkpoint_is_clear(tmp_path):
     assert 'no such checkpoint' in proc.stderr
 
 
+def test_resume_in_a_work_dir_without_checkpoints_is_an_error(tmp_path):
+    """--resume alone in an empty or mistyped work dir names the folder it
+    looked in (it used to train from scratch and exit 0)."""
+    cfg = write_job(tmp_path)
+    work = tmp_path / 'wokr'
+    proc = _run([sys.executable, osp.join(ROOT, 'tools/train.py'), cfg,
+                 '--work-dir', str(work), '--resume'],
+                cwd=str(tmp_path), check=False)
+    assert proc.returncode != 0
+    assert (f'found no checkpoint to resume in the work dir {work}'
+            in proc.stderr)
+    assert 'the folder does not exist' in proc.stderr
+    assert not list(tmp_path.glob('**/*.pth'))
+
+
+def test_resume_in_a_moved_work_dir_and_not_from_weights_only(tmp_path):
+    """A work dir moved after training resumes from its own files (its
+    last_checkpoint names the old path); a checkpoint with the weights
+    only (what mmengine saves as the best one) is refused with the way to
+    start from its weights."""
+    cfg = write_job(tmp_path)
+    old, new = tmp_path / 'old', tmp_path / 'new'
+
+    def train(work, *args):
+        return _run([sys.executable, osp.join(ROOT, 'tools/train.py'), cfg,
+                     '--work-dir', str(work), *args], cwd=str(tmp_path),
+                    check=False)
+
+    assert train(old, '--cfg-options', 'train_cfg.max_iters=4').returncode \
+        == 0
+    assert (old / 'last_checkpoint').read_text().strip() == str(
+        old / 'iter_4.pth')
+    os.rename(old, new)
+    proc = train(new, '--resume', '--cfg-options', 'train_cfg.max_iters=6')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f'Load checkpoint from {new}/iter_4.pth' in proc.stdout + \
+        proc.stderr
+    assert torch.load(new / 'iter_6.pth', map_location='cpu')['meta'][
+        'iter'] == 6
+    # the weights alone
+    ckpt = torch.load(new / 'iter_6.pth', map_location='cpu')
+    weights = str(tmp_path / 'best_accuracy_top1_iter_6.pth')
+    torch.save(dict(meta=ckpt['meta'], state_dict=ckpt['state_dict']),
+               weights)
+    proc = train(tmp_path / 'third', '--resume', weights)
+    assert proc.returncode != 0
+    assert 'no training state (optimizer and message_hub missing' in \
+        proc.stderr
+    assert f'--cfg-options load_from={weights}' in proc.stderr
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
