@@ -35,6 +35,9 @@ from typing import Dict, Tuple
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _owned import claim  # noqa: E402
+
 SPLITS = ('train', 'val')
 CLASSES = tuple(str(d) for d in range(10))
 
@@ -55,6 +58,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--force', action='store_true',
                    help='rewrite even if the folder is complete')
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace images/, annotations/, seg_maps/ and meta/ '
+                   'of --out also when another program wrote them (by '
+                   'default only this tool\'s own output is replaced)')
     args = p.parse_args(argv)
     for name in ('height', 'width', 'digits', 'digit_size'):
         lo, hi = getattr(args, name)
@@ -70,7 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _settings(args) -> dict:
     return {k: v for k, v in sorted(vars(args).items()) if k not in
-            ('out', 'force')}
+            ('out', 'force', 'overwrite')}
 
 
 def split_digits(labels: np.ndarray, seed: int) -> Dict[str, np.ndarray]:
@@ -193,7 +200,10 @@ def prepare_digit_scenes(args) -> Dict[str, int]:
         print(f'{out} is already complete ({counts}); use --force to '
               'rewrite')
         return counts
-    for sub in ('images', 'annotations', 'seg_maps', 'meta'):
+    subdirs = ('images', 'annotations', 'seg_maps', 'meta')
+    claim(out, 'prepare_digit_scenes', subdirs, settings,
+          getattr(args, 'overwrite', False))
+    for sub in subdirs:
         shutil.rmtree(osp.join(out, sub), ignore_errors=True)
     digits = load_digits()
     scans = split_digits(digits.target, args.seed)
@@ -241,7 +251,11 @@ def prepare_digit_scenes(args) -> Dict[str, int]:
 
 
 def main(argv=None) -> int:
-    prepare_digit_scenes(parse_args(argv))
+    try:
+        prepare_digit_scenes(parse_args(argv))
+    except FileExistsError as e:
+        print(f'prepare_digit_scenes.py: error: {e}', file=sys.stderr)
+        return 2
     return 0
 
 

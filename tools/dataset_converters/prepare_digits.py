@@ -34,6 +34,9 @@ import sys
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _owned import claim  # noqa: E402
+
 SPLITS = ('train', 'val')
 
 
@@ -58,6 +61,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--force',
         action='store_true',
         help='rewrite the folder even if it is already complete')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace train/ and val/ of --out also when another program '
+        'wrote them (by default only this tool\'s own output is replaced)')
     return parser.parse_args(argv)
 
 
@@ -119,8 +127,14 @@ def prepare_digits(out: str = 'data/digits',
                    size: int = 32,
                    val_ratio: float = 0.2,
                    seed: int = 0,
-                   force: bool = False) -> dict:
-    """Write the data set; returns the number of images per split."""
+                   force: bool = False,
+                   overwrite: bool = False) -> dict:
+    """Write the data set; returns the number of images per split.
+
+    Raises:
+        FileExistsError: If ``out`` holds ``train/`` or ``val/`` that this
+            tool did not write and ``overwrite`` is False.
+    """
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -135,6 +149,7 @@ def prepare_digits(out: str = 'data/digits',
     if size < 1:
         raise ValueError(f'--size must be a positive number of pixels, got '
                          f'{size}')
+    claim(out, 'prepare_digits', SPLITS, settings, overwrite)
     # a rewrite drops the old settings first: an interrupted one is redone
     if osp.exists(_settings_file(out)):
         os.remove(_settings_file(out))
@@ -166,8 +181,12 @@ def prepare_digits(out: str = 'data/digits',
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    prepare_digits(args.out, args.size, args.val_ratio, args.seed,
-                   args.force)
+    try:
+        prepare_digits(args.out, args.size, args.val_ratio, args.seed,
+                       args.force, args.overwrite)
+    except FileExistsError as e:
+        print(f'prepare_digits.py: error: {e}', file=sys.stderr)
+        return 2
     return 0
 
 
