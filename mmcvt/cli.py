@@ -14,7 +14,7 @@ from mmcvt.utils.device import apply_cuda_settings, check_gpus_usable
 __all__ = [
     'parse_with_launcher', 'merge_common_args', 'merge_args', 'build_runner',
     'enable_visualization', 'shutdown_distributed', 'latest_checkpoint',
-    'check_training_state'
+    'check_training_state', 'load_for_testing'
 ]
 
 
@@ -159,6 +159,35 @@ def check_training_state(checkpoint: str) -> None:
             f'periodic checkpoint (iter_N.pth / epoch_N.pth), or start a new '
             f'run from these weights with --cfg-options load_from={checkpoint}'
             f' (without --resume).')
+
+
+def load_for_testing(runner: Runner, checkpoint: str) -> None:
+    """Load ``checkpoint`` into the runner's model for testing, and fail
+    if it leaves parameters of the model unset (a checkpoint of another
+    task or model: a detector's on a classifier, say), naming them: their
+    random initialisation would give meaningless metrics.
+
+    Every parameter is set to NaN first, so that what the checkpoint did
+    not fill shows, whatever key conversion loading applied.
+    """
+    import torch
+    model = runner.model.module if hasattr(runner.model,
+                                           'module') else runner.model
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for p in params.values():
+            p.fill_(float('nan'))
+    runner.load_checkpoint(checkpoint, map_location='cpu')
+    with torch.no_grad():
+        unset = [n for n, p in params.items() if torch.isnan(p).any()]
+    if unset:
+        parts = sorted({'.'.join(n.split('.')[:2]) for n in unset})
+        raise RuntimeError(
+            f'{checkpoint} leaves {len(unset)} of the model\'s '
+            f'{len(params)} parameter tensors unset: {", ".join(parts)} '
+            f'(e.g. {unset[0]}). It does not fit this config\'s model (a '
+            f'checkpoint of another task or model?); testing would score '
+            f'random weights. Give a checkpoint trained with this config.')
 
 
 def enable_visualization(cfg: Config, show_dir: str) -> Config:

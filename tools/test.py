@@ -17,8 +17,9 @@ from mmengine.dist import is_main_process
 from mmengine.evaluator import DumpResults
 
 import mmcvt  # noqa: F401  (applies the compatibility fixes)
-from mmcvt.cli import (build_runner, enable_visualization, merge_common_args,
-                       parse_with_launcher, shutdown_distributed)
+from mmcvt.cli import (build_runner, enable_visualization, load_for_testing,
+                       merge_common_args, parse_with_launcher,
+                       shutdown_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,7 +60,8 @@ def main(argv=None) -> None:
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out must be a .pkl file, got {args.out}')
     cfg = merge_common_args(Config.fromfile(args.config), args)
-    cfg.load_from = args.checkpoint
+    # loaded below, where what it leaves out can be checked
+    cfg.load_from = None
     if cfg.get('test_dataloader') is not None and cfg.test_dataloader.get(
             'num_workers', 0) == 0:
         cfg.test_dataloader.persistent_workers = False
@@ -68,6 +70,7 @@ def main(argv=None) -> None:
         enable_visualization(cfg, args.show_dir)
 
     runner = build_runner(cfg)
+    load_for_testing(runner, args.checkpoint)
     if args.out is not None:
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

@@ -205,6 +205,28 @@ def test_resume_in_a_moved_work_dir_and_not_from_weights_only(tmp_path):
     assert f'--cfg-options load_from={weights}' in proc.stderr
 
 
+def test_test_py_refuses_a_checkpoint_that_leaves_the_model_unset(tmp_path):
+    """A checkpoint of another model (here: the weights without the
+    classification head) used to score random weights with exit code 0;
+    now tools/test.py fails and names what is missing."""
+    cfg = write_job(tmp_path)
+    work = tmp_path / 'work'
+    _run([sys.executable, osp.join(ROOT, 'tools/train.py'), cfg, '--work-dir',
+          str(work), '--cfg-options', 'train_cfg.max_iters=2'],
+         cwd=str(tmp_path))
+    ckpt = torch.load(work / 'iter_2.pth', map_location='cpu')
+    ckpt['state_dict'] = {k: v for k, v in ckpt['state_dict'].items()
+                          if not k.startswith('head.')}
+    other = str(tmp_path / 'backbone_only.pth')
+    torch.save(ckpt, other)
+    proc = _run([sys.executable, osp.join(ROOT, 'tools/test.py'), cfg, other,
+                 '--work-dir', str(work)], cwd=str(tmp_path), check=False)
+    assert proc.returncode != 0
+    assert 'leaves 2 of the model\'s' in proc.stderr
+    assert 'unset: head.fc (e.g. head.fc.weight)' in proc.stderr
+    assert not (work / 'metrics.json').exists()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
