@@ -14,7 +14,7 @@ from mmcvt.utils.device import apply_cuda_settings, check_gpus_usable
 __all__ = [
     'parse_with_launcher', 'merge_common_args', 'merge_args', 'build_runner',
     'enable_visualization', 'shutdown_distributed', 'latest_checkpoint',
-    'check_training_state', 'load_for_testing'
+    'check_training_state', 'load_for_testing', 'warn_unknown_options'
 ]
 
 
@@ -45,6 +45,7 @@ def merge_common_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Merge ``--cfg-options``, ``--launcher`` and ``--work-dir`` (shared
     with tools/test.py) into the config."""
     if args.cfg_options is not None:
+        warn_unknown_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
 
@@ -55,6 +56,32 @@ def merge_common_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+# top-level keys read although a config need not set them: mmengine
+# Runner.from_cfg's and what the tools and mmengine read besides
+_READ_KEYS = ('runner_type', 'custom_imports', 'sync_bn', 'tta_model',
+              'tta_pipeline', 'work_dir', 'launcher')
+
+
+def warn_unknown_options(cfg: Config, options: dict) -> None:
+    """Warn about ``--cfg-options`` whose top-level key neither the config
+    has nor mmengine's Runner reads (a typo such as ``randomnes.seed=5``
+    would otherwise add a setting that nothing reads)."""
+    import difflib
+    import inspect
+    import warnings
+    known = set(cfg.keys()) | set(_READ_KEYS) | set(
+        inspect.signature(Runner.__init__).parameters)
+    for key in dict.fromkeys(k.split('.')[0] for k in options):
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f' Did you mean {close[0]!r}?' if close else ''
+        warnings.warn(
+            f'--cfg-options {key}...: {key!r} is not a setting of this config '
+            f'or of mmengine\'s Runner, so nothing will read it.{hint}',
+            stacklevel=2)
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:

@@ -317,3 +317,32 @@ def test_sigterm_to_dist_train_stops_every_rank(tmp_path):
             pass
         proc.wait()
         log.close()
+
+
+def test_a_misspelt_top_level_option_is_named(tmp_path):
+    """--cfg-options randomnes.seed=5 added a setting nothing reads; now a
+    warning names it and the likely key. Keys of the config and of the
+    Runner pass quietly."""
+    import argparse
+    import warnings
+
+    from mmengine.config import Config
+
+    from mmcvt.cli import merge_common_args
+    cfg = Config.fromfile(write_job(tmp_path))
+
+    def merge(options):
+        args = argparse.Namespace(cfg_options=options, launcher='none',
+                                  work_dir=str(tmp_path), config='x.py')
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            merge_common_args(cfg, args)
+        return [str(w.message) for w in caught if 'nothing will read' in
+                str(w.message)]
+
+    msgs = merge({'randomnes.seed': 5})
+    assert msgs == ["--cfg-options randomnes...: 'randomnes' is not a "
+                    "setting of this config or of mmengine's Runner, so "
+                    "nothing will read it. Did you mean 'randomness'?"]
+    assert merge({'randomness.seed': 5, 'train_cfg.max_iters': 2,
+                  'experiment_name': 'x', 'sync_bn': 'torch'}) == []
