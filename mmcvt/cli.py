@@ -9,6 +9,7 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmcvt.utils.data_check import check_data_roots
 from mmcvt.utils.device import apply_cuda_settings, check_gpus_usable
 
 __all__ = [
@@ -248,6 +249,7 @@ def build_runner(cfg: Config) -> Runner:
     """The config's Runner, after the device checks and CUDA settings that
     must come before CUDA is initialised (:mod:`mmcvt.utils.device`)."""
     check_gpus_usable()
+    check_data_roots(cfg, cfg.filename or 'the config')
     apply_cuda_settings(cfg)
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)

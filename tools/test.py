@@ -17,6 +17,7 @@ from mmengine.dist import is_main_process
 from mmengine.evaluator import DumpResults
 
 import mmcvt  # noqa: F401  (applies the compatibility fixes)
+from mmcvt.utils.data_check import DataNotFoundError
 from mmcvt.cli import (build_runner, enable_visualization, load_for_testing,
                        merge_common_args, parse_with_launcher,
                        shutdown_distributed)
@@ -84,4 +85,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except DataNotFoundError as e:  # a clear message, not a traceback
+        raise SystemExit(f'{osp.basename(__file__)}: error: {e}')

@@ -9,10 +9,12 @@ from any of them. Examples::
     bash tools/dist_train.sh CONFIG 8                     # torchrun, 8 processes
 """
 import argparse
+import os.path as osp
 
 from mmengine.config import Config, DictAction
 
 import mmcvt  # noqa: F401  (applies the compatibility fixes)
+from mmcvt.utils.data_check import DataNotFoundError
 from mmcvt.cli import (build_runner, merge_args, parse_with_launcher,
                        shutdown_distributed)
 
@@ -68,4 +70,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except DataNotFoundError as e:  # a clear message, not a traceback
+        raise SystemExit(f'{osp.basename(__file__)}: error: {e}')

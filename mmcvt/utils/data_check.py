@@ -1,0 +1,88 @@
+# Copyright (c) mmcvt contributors. All rights reserved.
+"""A data set that is not where a config expects it: one message that says
+which data set, where the config looks, its layout, how to point the config
+elsewhere and where the docs describe preparing it (instead of the
+toolkit's traceback from deep inside the dataset class).
+
+Entry point: :func:`check_data_roots` (``mmcvt.cli.build_runner`` calls it).
+"""
+import os.path as osp
+from typing import Iterator, Tuple
+
+__all__ = ['DataNotFoundError', 'check_data_roots', 'DATASETS']
+
+# dataset type -> (name, layout under data_root, the docs that prepare it)
+DATASETS = {
+    'ImageNet': ('ImageNet-1k', '{train,val}/<class>/*.JPEG, and the lists '
+                 'meta/{train,val}.txt ("<class>/<file> <label>")',
+                 'configs/cvt/README.md'),
+    'ImageNet21k': ('ImageNet-22k', '{train,val}/<class>/*.JPEG and '
+                    'meta/{train,val}.txt', 'configs/cvt/README.md'),
+    'CIFAR10': ('CIFAR-10', 'cifar-10-batches-py/{data_batch_1..5,'
+                'test_batch,batches.meta}', 'configs/cvt_transfer/README.md'),
+    'CIFAR100': ('CIFAR-100', 'cifar-100-python/{train,test,meta}',
+                 'configs/cvt_transfer/README.md'),
+    'OxfordIIITPet': ('Oxford-IIIT Pets', 'annotations/{trainval,test}.txt '
+                      'and images/*.jpg', 'configs/cvt_transfer/README.md'),
+    'Flowers102': ('Oxford Flowers-102', 'imagelabels.mat, setid.mat and '
+                   'jpg/image_*.jpg', 'configs/cvt_transfer/README.md'),
+    'CocoDataset': ('COCO 2017', '{train2017,val2017}/*.jpg and '
+                    'annotations/instances_{train,val}2017.json',
+                    'configs/cvt_det/README.md'),
+    'ADE20KDataset': ('ADE20K', '{images,annotations}/{training,validation}',
+                      'configs/cvt_seg/README.md'),
+    'CustomDataset': ('image-folder', '<split>/<class>/<image> (the demo: '
+                      'python tools/dataset_converters/prepare_digits.py)',
+                      'configs/demo/README.md'),
+}
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A config's data set is not on disk."""
+
+
+def _datasets(cfg, path: str) -> Iterator[Tuple[str, dict]]:
+    """``(config path, dataset dict)`` of a loader's dataset, through
+    wrappers (``RepeatDataset``, ``ConcatDataset``, ...)."""
+    if not isinstance(cfg, dict):
+        return
+    if 'data_root' in cfg:
+        yield path, cfg
+    if isinstance(cfg.get('dataset'), dict):
+        yield from _datasets(cfg['dataset'], path + '.dataset')
+    for i, sub in enumerate(cfg.get('datasets') or []):
+        yield from _datasets(sub, f'{path}.datasets.{i}')
+
+
+def check_data_roots(cfg, config_file: str = 'the config') -> None:
+    """Raise :class:`DataNotFoundError` if a data loader's ``data_root`` is
+    not on disk (a data set with a ``data_root`` of its own; others are left
+    to their toolkit)."""
+    for loader in LOADERS:
+        if not cfg.get(loader):
+            continue
+        for path, ds in _datasets(cfg[loader].get('dataset'),
+                                  f'{loader}.dataset'):
+            root = ds.get('data_root')
+            kind = str(ds.get('type', '')).split('.')[-1]
+            # mmpretrain's CIFAR downloads itself where it may
+            downloads = ds.get('download', kind in ('CIFAR10', 'CIFAR100'))
+            if (not root or '://' in str(root) or osp.exists(root)
+                    or downloads):
+                continue
+            name, layout, docs = DATASETS.get(
+                kind, (kind or 'data', None, None))
+            loaders = [n for n in LOADERS if cfg.get(n) and
+                       any(d.get('data_root') == root
+                           for _, d in _datasets(cfg[n].get('dataset'), ''))]
+            options = ' '.join(
+                f'{n}.dataset.data_root=/path/to/it' for n in loaders
+            ) if path == f'{loader}.dataset' else f'{path}.data_root=...'
+            raise DataNotFoundError(
+                f'The {name} data set is not where {config_file} expects it: '
+                f'{root} ({osp.abspath(root)}) does not exist. '
+                + (f'Expected layout there: {layout}. ' if layout else '')
+                + f'Put it there (a link will do), or point the config at '
+                f'it: --cfg-options {options}.'
+                + (f' {docs} describes preparing it.' if docs else ''))
