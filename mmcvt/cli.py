@@ -4,6 +4,7 @@ Runner and shutting the process group down."""
 import argparse
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
@@ -156,12 +157,43 @@ def latest_checkpoint(work_dir: str) -> str:
     with open(record) as f:
         named = f.read().strip()
     local = osp.join(work_dir, osp.basename(named))
-    if osp.isfile(local):
+    if osp.isfile(local) and _readable(local):
         return local
+    # torn by a crash (or gone): the newest checkpoint that has training
+    # state and loads
+    candidates = sorted(
+        (osp.join(work_dir, f) for f in os.listdir(work_dir)
+         if f.endswith('.pth') and f != osp.basename(named)),
+        key=osp.getmtime, reverse=True)
+    for path in candidates:
+        if _readable(path, need_state=True):
+            print(f'--resume: {record} names {named}, which '
+                  f'{"does not load" if osp.isfile(local) else "is not there"}'
+                  f'; resuming from {path}, the newest checkpoint that does.',
+                  file=sys.stderr)
+            return path
     raise FileNotFoundError(
-        f'--resume: {record} names {named}, which is not there, and the work '
-        f'dir has no {osp.basename(named)}. Give the checkpoint with '
-        f'--resume PATH.')
+        f'--resume: {record} names {named}, which '
+        f'{"does not load" if osp.isfile(local) else "is not there"}, and '
+        f'the work dir has no other checkpoint to resume. Give the checkpoint '
+        f'with --resume PATH.')
+
+
+def _readable(path: str, need_state: bool = False) -> bool:
+    """Whether ``path`` loads as a checkpoint (with the optimizer state,
+    if ``need_state``); mmap reads the keys, not the tensors."""
+    import pickle
+
+    import torch
+    try:
+        ckpt = torch.load(path, map_location='cpu', mmap=True,
+                          weights_only=True)
+    except pickle.UnpicklingError as e:
+        # whole, with objects the safe loader refuses: the loader says so
+        return 'GLOBAL' in str(e) and not need_state
+    except Exception:
+        return False
+    return not need_state or (isinstance(ckpt, dict) and 'optimizer' in ckpt)
 
 
 def check_training_state(checkpoint: str) -> None:

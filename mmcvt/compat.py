@@ -27,6 +27,10 @@ Applied once by ``import mmcvt`` (never by editing installed packages):
   decided by mmengine's own device helpers (CUDA, NPU, MLU, MUSA; MPS has no
   distributed backend); NVIDIA GPUs that torch cannot use are an error, not
   a reason to train on the CPU (``mmcvt.utils.device``).
+- **Atomic checkpoints.** The Runner's checkpoints are written to a
+  temporary file in the work dir, flushed to disk and renamed into place:
+  a crash while saving leaves the previous checkpoint whole, never a torn
+  file under the checkpoint's name.
 
 Each fix names the mmengine versions it was written for and is skipped with
 a warning on any other version; applying them twice changes nothing.
@@ -302,12 +306,59 @@ def _patch_cpu_distributed() -> None:
         runner_mod.convert_sync_batchnorm = convert_sync_batchnorm
 
 
+def _patch_atomic_checkpoints() -> None:
+    import mmengine.runner.runner as runner_mod
+
+    original: Callable = runner_mod.save_checkpoint
+    if _is_patched(original):
+        return
+
+    @_patched(original)
+    def save_checkpoint(checkpoint, filename, file_client_args=None,
+                        backend_args=None):
+        if ('://' in str(filename) or file_client_args is not None
+                or backend_args is not None):
+            return original(checkpoint, filename, file_client_args,
+                            backend_args)
+        save_atomically(checkpoint, filename)
+
+    runner_mod.save_checkpoint = save_checkpoint
+
+
+def save_atomically(obj, filename: str) -> None:
+    """``torch.save`` that never leaves a torn file under ``filename``:
+    written to a temporary file in the same folder, flushed to disk, then
+    renamed over it (a crash leaves the previous file whole)."""
+    folder = osp.dirname(osp.abspath(filename))
+    tmp = osp.join(folder, f'.{osp.basename(filename)}.{os.getpid()}.tmp')
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filename)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    try:  # the rename itself, on disk
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 # (name, fix): each is written for SUPPORTED_MMENGINE
 _FIXES = (
     ('checkpoint loading', _patch_checkpoint_loading),
     ('pkg:: config bases', _patch_package_utils),
     ('AmpOptimWrapper without accelerator', _patch_amp_optim_wrapper),
     ('distributed training on CPU', _patch_cpu_distributed),
+    ('atomic checkpoints', _patch_atomic_checkpoints),
 )
 
 

@@ -234,3 +234,46 @@ def test_checkpoint_that_would_run_code_is_called_unsafe(tmp_path,
     msg = str(e.value)
     assert 'test_compat._Harmless' in msg and TRUST_ENV in msg
     assert 'unsafe' not in msg and 'will likely succeed' not in msg
+
+
+def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
+    """The job killed while a checkpoint's bytes go to disk: the previous
+    file under that name stays whole, and no temporary file is left."""
+    import builtins
+
+    import mmengine.runner.runner as runner_mod
+    path = str(tmp_path / 'epoch_4.pth')
+    runner_mod.save_checkpoint({'state_dict': {'w': torch.ones(3)}}, path)
+    real_open = builtins.open
+
+    class Killed:
+        """A file that takes 100 bytes, then the process 'dies'."""
+
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(bytes(data)[:100])
+            self.f.flush()
+            raise KeyboardInterrupt
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def dying_open(file, mode='r', *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return Killed(f) if 'w' in mode and 'b' in mode else f
+
+    monkeypatch.setattr(builtins, 'open', dying_open)
+    with pytest.raises(KeyboardInterrupt):
+        runner_mod.save_checkpoint({'state_dict': {'w': torch.zeros(3)}},
+                                   path)
+    monkeypatch.setattr(builtins, 'open', real_open)
+    assert os.listdir(tmp_path) == ['epoch_4.pth']
+    assert torch.load(path)['state_dict']['w'].tolist() == [1., 1., 1.]

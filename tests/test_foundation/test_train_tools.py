@@ -227,6 +227,26 @@ def test_test_py_refuses_a_checkpoint_that_leaves_the_model_unset(tmp_path):
     assert not (work / 'metrics.json').exists()
 
 
+def test_resume_falls_back_from_a_torn_checkpoint(tmp_path):
+    """The newest checkpoint torn by a crash (last_checkpoint names it):
+    --resume takes the newest one that loads, and says so."""
+    cfg = write_job(tmp_path)
+    work = tmp_path / 'work'
+    _run([sys.executable, osp.join(ROOT, 'tools/train.py'), cfg, '--work-dir',
+          str(work), '--cfg-options', 'train_cfg.max_iters=4'],
+         cwd=str(tmp_path))
+    torn = work / 'iter_4.pth'
+    data = torn.read_bytes()
+    torn.write_bytes(data[:len(data) // 2])
+    proc = _run([sys.executable, osp.join(ROOT, 'tools/train.py'), cfg,
+                 '--work-dir', str(work), '--resume', '--cfg-options',
+                 'train_cfg.max_iters=6'], cwd=str(tmp_path))
+    assert (f'names {torn}, which does not load; resuming from '
+            f'{work}/iter_2.pth' in proc.stderr)
+    assert torch.load(work / 'iter_6.pth', map_location='cpu')['meta'][
+        'iter'] == 6
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
