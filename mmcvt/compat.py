@@ -31,6 +31,9 @@ Applied once by ``import mmcvt`` (never by editing installed packages):
   temporary file in the work dir, flushed to disk and renamed into place:
   a crash while saving leaves the previous checkpoint whole, never a torn
   file under the checkpoint's name.
+- **The best checkpoint of a resumed run** is looked for in this work dir:
+  a work dir copied or moved after training no longer deletes the old
+  folder's best checkpoint when a new best comes.
 
 Each fix names the mmengine versions it was written for and is skipped with
 a warning on any other version; applying them twice changes nothing.
@@ -325,6 +328,45 @@ def _patch_atomic_checkpoints() -> None:
     runner_mod.save_checkpoint = save_checkpoint
 
 
+def _patch_best_checkpoint_in_work_dir() -> None:
+    from mmengine.hooks import CheckpointHook
+
+    original: Callable = CheckpointHook.before_train
+    if _is_patched(original):
+        return
+
+    @_patched(original)
+    def before_train(self, runner) -> None:
+        original(self, runner)
+        # a resumed checkpoint names the best one by its absolute path, which
+        # in a copied or moved work dir is the old folder's file; the hook
+        # deletes it when a new best comes: keep to this work dir's files
+        if getattr(self, 'best_ckpt_path', None):
+            self.best_ckpt_path = _in_out_dir(self, runner,
+                                              self.best_ckpt_path)
+        for key, path in (getattr(self, 'best_ckpt_path_dict', None)
+                          or {}).items():
+            if path:
+                self.best_ckpt_path_dict[key] = _in_out_dir(self, runner, path)
+
+    CheckpointHook.before_train = before_train
+
+
+def _in_out_dir(hook, runner, path: str) -> Optional[str]:
+    """``path`` if it is in the hook's checkpoint folder, else the file of
+    its name there, else None (nothing of another folder is touched)."""
+    out_dir = str(hook.out_dir)
+    if '://' in out_dir or osp.realpath(osp.dirname(path)) == osp.realpath(
+            out_dir):
+        return path
+    local = osp.join(out_dir, osp.basename(path))
+    runner.logger.info(
+        f'The best checkpoint recorded in the resumed checkpoint, {path}, is '
+        f'not in {out_dir}: it is left alone'
+        + (f'; {local} takes its place.' if osp.isfile(local) else '.'))
+    return local if osp.isfile(local) else None
+
+
 def save_atomically(obj, filename: str) -> None:
     """``torch.save`` that never leaves a torn file under ``filename``:
     written to a temporary file in the same folder, flushed to disk, then
@@ -359,6 +401,8 @@ _FIXES = (
     ('AmpOptimWrapper without accelerator', _patch_amp_optim_wrapper),
     ('distributed training on CPU', _patch_cpu_distributed),
     ('atomic checkpoints', _patch_atomic_checkpoints),
+    ('best checkpoint kept to the work dir',
+     _patch_best_checkpoint_in_work_dir),
 )
 
 

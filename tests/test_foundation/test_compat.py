@@ -277,3 +277,29 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, 'open', real_open)
     assert os.listdir(tmp_path) == ['epoch_4.pth']
     assert torch.load(path)['state_dict']['w'].tolist() == [1., 1., 1.]
+
+
+@pytest.mark.parametrize('copied', [True, False])
+def test_resumed_best_checkpoint_stays_in_the_work_dir(tmp_path, copied):
+    """`cp -r A B` and resuming in B restored A's best checkpoint by its
+    absolute path, and the hook deleted A's file at the next best; now the
+    hook keeps to B (its copy of the file, or none)."""
+    import types
+
+    from mmengine.hooks import CheckpointHook
+    from mmengine.logging import MessageHub, MMLogger
+    old, new = tmp_path / 'A', tmp_path / 'B'
+    old.mkdir()
+    new.mkdir()
+    (old / 'best_accuracy_top1_iter_4.pth').write_bytes(b'x')
+    if copied:
+        (new / 'best_accuracy_top1_iter_4.pth').write_bytes(b'x')
+    hub = MessageHub.get_instance(f'best-{copied}')
+    hub.update_info('best_ckpt', str(old / 'best_accuracy_top1_iter_4.pth'))
+    runner = types.SimpleNamespace(
+        work_dir=str(new), message_hub=hub,
+        logger=MMLogger.get_instance(f'best-{copied}'))
+    hook = CheckpointHook(interval=1, save_best='accuracy/top1')
+    hook.before_train(runner)
+    assert hook.best_ckpt_path == (
+        str(new / 'best_accuracy_top1_iter_4.pth') if copied else None)
