@@ -16,7 +16,8 @@ from mmcvt.utils.device import apply_cuda_settings, check_gpus_usable
 __all__ = [
     'parse_with_launcher', 'merge_common_args', 'merge_args', 'build_runner',
     'enable_visualization', 'shutdown_distributed', 'latest_checkpoint',
-    'check_training_state', 'load_for_testing', 'warn_unknown_options'
+    'check_training_state', 'load_for_testing', 'warn_unknown_options',
+    'check_resume_fits'
 ]
 
 
@@ -248,6 +249,39 @@ def load_for_testing(runner: Runner, checkpoint: str) -> None:
             f'(e.g. {unset[0]}). It does not fit this config\'s model (a '
             f'checkpoint of another task or model?); testing would score '
             f'random weights. Give a checkpoint trained with this config.')
+
+
+def check_resume_fits(runner: Runner, checkpoint: str) -> None:
+    """Refuse to resume ``checkpoint`` into a model whose parameters
+    changed shape since (e.g. ``model.head.num_classes`` changed): the
+    weights would load only in part and the optimizer step crash on the
+    restored state. Names the parameters."""
+    import torch
+    try:
+        ckpt = torch.load(checkpoint, map_location='cpu', mmap=True,
+                          weights_only=True)
+    except Exception:  # the loader itself will say what is wrong
+        return
+    saved = ckpt.get('state_dict') if isinstance(ckpt, dict) else None
+    if not isinstance(saved, dict):
+        return
+    model = runner.model.module if hasattr(runner.model,
+                                           'module') else runner.model
+    changed = [
+        f'{name} {tuple(saved[name].shape)} -> {tuple(p.shape)}'
+        for name, p in model.state_dict().items()
+        if name in saved and hasattr(saved[name], 'shape')
+        and tuple(saved[name].shape) != tuple(p.shape)
+    ]
+    if changed:
+        raise ValueError(
+            f'--resume {checkpoint}: {len(changed)} parameter(s) of the model '
+            f'changed shape since that checkpoint ({"; ".join(changed[:5])}'
+            f'{"; ..." if len(changed) > 5 else ""}), so its training state '
+            f'cannot continue. To fine-tune from its weights with the new '
+            f'shapes, start a new run with --cfg-options '
+            f'load_from={checkpoint} (without --resume); the parameters of '
+            f'another shape keep their initialisation.')
 
 
 def enable_visualization(cfg: Config, show_dir: str) -> Config:

@@ -15,8 +15,8 @@ from mmengine.config import Config, DictAction
 
 import mmcvt  # noqa: F401  (applies the compatibility fixes)
 from mmcvt.utils.data_check import DataNotFoundError
-from mmcvt.cli import (build_runner, merge_args, parse_with_launcher,
-                       shutdown_distributed)
+from mmcvt.cli import (build_runner, check_resume_fits, merge_args,
+                       parse_with_launcher, shutdown_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -65,6 +65,8 @@ def main(argv=None) -> None:
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
     runner = build_runner(cfg)
+    if cfg.get('resume') and cfg.get('load_from'):
+        check_resume_fits(runner, cfg.load_from)
     runner.train()
     shutdown_distributed()
 

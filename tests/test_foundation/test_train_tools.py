@@ -193,6 +193,14 @@ def test_resume_in_a_moved_work_dir_and_not_from_weights_only(tmp_path):
         proc.stderr
     assert torch.load(new / 'iter_6.pth', map_location='cpu')['meta'][
         'iter'] == 6
+    # another head since: named, with the way to fine-tune instead
+    proc = train(new, '--resume', '--cfg-options', 'train_cfg.max_iters=8',
+                 'model.head.num_classes=3')
+    assert proc.returncode != 0
+    assert ('2 parameter(s) of the model changed shape since that checkpoint '
+            '(head.fc.weight (2, 64) -> (3, 64); head.fc.bias (2,) -> (3,))'
+            in proc.stderr)
+    assert 'changed shape' in proc.stderr and 'load_from=' in proc.stderr
     # the weights alone
     ckpt = torch.load(new / 'iter_6.pth', map_location='cpu')
     weights = str(tmp_path / 'best_accuracy_top1_iter_6.pth')
