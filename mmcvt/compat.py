@@ -31,6 +31,9 @@ Applied once by ``import mmcvt`` (never by editing installed packages):
   temporary file in the work dir, flushed to disk and renamed into place:
   a crash while saving leaves the previous checkpoint whole, never a torn
   file under the checkpoint's name.
+- **An image that cannot be read** (an empty file stops OpenCV with
+  ``!buf.empty()``) is named in the error, with its size (mmcv 2.1.0's
+  ``LoadImageFromFile``, patched when mmcv is imported).
 - **The best checkpoint of a resumed run** is looked for in this work dir:
   a work dir copied or moved after training no longer deletes the old
   folder's best checkpoint when a new best comes.
@@ -367,6 +370,42 @@ def _in_out_dir(hook, runner, path: str) -> Optional[str]:
     return local if osp.isfile(local) else None
 
 
+# the mmcv release the image-loading fix was written for
+SUPPORTED_MMCV = ('2.1.0', )
+
+
+def _patch_image_loading() -> None:
+    # mmcv is optional for mmcvt: patched when (and if) it is imported
+    from .model_zoo import when_imported
+    when_imported('mmcv.transforms.loading', _name_unreadable_images)
+
+
+def _name_unreadable_images(module) -> None:
+    cls = module.LoadImageFromFile
+    original: Callable = cls.transform
+    # (mmcv itself may be half imported here: its metadata, not mmcv)
+    if (_is_patched(original)
+            or importlib.metadata.version('mmcv') not in SUPPORTED_MMCV):
+        return
+
+    @_patched(original)
+    def transform(self, results: dict):
+        try:
+            return original(self, results)
+        except Exception as e:
+            path = str(results.get('img_path', ''))
+            if not path or path in str(e):
+                raise
+            size = (f'{osp.getsize(path):,} bytes' if osp.isfile(path) else
+                    'no such file')
+            first = (str(e).strip().splitlines() or [''])[0]
+            # an empty file stops cv2 with "!buf.empty()" and no name
+            raise OSError(f'could not read the image {path} ({size}): '
+                          f'{type(e).__name__}: {first}') from e
+
+    cls.transform = transform
+
+
 def save_atomically(obj, filename: str) -> None:
     """``torch.save`` that never leaves a torn file under ``filename``:
     written to a temporary file in the same folder, flushed to disk, then
@@ -403,6 +442,7 @@ _FIXES = (
     ('atomic checkpoints', _patch_atomic_checkpoints),
     ('best checkpoint kept to the work dir',
      _patch_best_checkpoint_in_work_dir),
+    ('unreadable images named', _patch_image_loading),
 )
 
 

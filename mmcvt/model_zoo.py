@@ -80,10 +80,17 @@ def _register_or_warn(module=None) -> None:
                       f'mmpretrain ({type(e).__name__}: {e}).')
 
 
+def when_imported(name: str, callback: Callable) -> None:
+    """``callback(module)`` now if the module ``name`` is loaded, else right
+    after its first import."""
+    if name in sys.modules:
+        callback(sys.modules[name])
+    elif not any(isinstance(f, _AfterImport) and f.name == name
+                 for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(name, callback))
+
+
 def register_when_imported() -> None:
     """Register the model index now if mmpretrain's ``ModelHub`` is loaded,
     else as soon as it is."""
-    if _HUB_MODULE in sys.modules:
-        _register_or_warn()
-    elif not any(isinstance(f, _AfterImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterImport(_HUB_MODULE, _register_or_warn))
+    when_imported(_HUB_MODULE, _register_or_warn)

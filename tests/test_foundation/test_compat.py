@@ -303,3 +303,17 @@ def test_resumed_best_checkpoint_stays_in_the_work_dir(tmp_path, copied):
     hook.before_train(runner)
     assert hook.best_ckpt_path == (
         str(new / 'best_accuracy_top1_iter_4.pth') if copied else None)
+
+
+def test_an_empty_image_is_named(tmp_path):
+    """A 0-byte image stopped a training job with cv2's "!buf.empty()" and
+    no file name (an image of random bytes was already named)."""
+    from mmcv.transforms import LoadImageFromFile
+    empty = tmp_path / 'broken.png'
+    empty.write_bytes(b'')
+    with pytest.raises(OSError) as e:
+        LoadImageFromFile()(dict(img_path=str(empty)))
+    assert f'could not read the image {empty} (0 bytes)' in str(e.value)
+    missing = str(tmp_path / 'gone.png')
+    with pytest.raises(Exception, match='gone.png'):
+        LoadImageFromFile()(dict(img_path=missing))
