@@ -74,6 +74,7 @@ run_dense() {
     fi
     "$PYTHON" tools/dataset_converters/prepare_digit_scenes.py \
         --out data/digit_scenes
+    "$PYTHON" tools/analysis/check_dataset.py "$config" --splits train val
     "$PYTHON" tools/train.py "$config" --work-dir "$work" "$@" \
         --cfg-options model.backbone.init_cfg.checkpoint="$(cat "$classifier")"
     for scale in "${SCALES[@]}"; do

@@ -86,3 +86,100 @@ def check_data_roots(cfg, config_file: str = 'the config') -> None:
                 + f'Put it there (a link will do), or point the config at '
                 f'it: --cfg-options {options}.'
                 + (f' {docs} describes preparing it.' if docs else ''))
+
+
+# --- the whole data set: tools/analysis/check_dataset.py ---------------------
+
+
+def _coco_problems(ann_file: str) -> dict:
+    """What mmdet's COCO loading drops or chokes on, read from the file
+    itself: missing top-level keys (an error), annotations of unknown
+    categories, of unknown images or with boxes of no width or height
+    (dropped in silence), images without annotations."""
+    import json
+    with open(ann_file) as f:
+        coco = json.load(f)
+    missing = [k for k in ('images', 'annotations', 'categories')
+               if k not in coco]
+    if missing:
+        raise KeyError(
+            f'{ann_file} has no top-level {" / ".join(missing)} key: a COCO '
+            f'instances file holds "images", "annotations" and "categories".')
+    cats = {c['id'] for c in coco['categories']}
+    images = {im['id']: im.get('file_name', str(im['id']))
+              for im in coco['images']}
+    problems = dict(unknown_category=[], unknown_image=[], bad_box=[])
+    annotated = set()
+    for ann in coco['annotations']:
+        where = (f"annotation {ann.get('id')} of "
+                 f"{images.get(ann.get('image_id'), ann.get('image_id'))}")
+        if ann.get('category_id') not in cats:
+            problems['unknown_category'].append(
+                f"{where}: category_id {ann.get('category_id')}")
+        elif ann.get('image_id') not in images:
+            problems['unknown_image'].append(where)
+        else:
+            x, y, w, h = (ann.get('bbox') or [0, 0, 0, 0])[:4]
+            if w < 1 or h < 1 or ann.get('area', 1) <= 0:
+                problems['bad_box'].append(f'{where}: bbox {ann.get("bbox")}')
+            else:
+                annotated.add(ann['image_id'])
+    problems['empty_image'] = [name for i, name in images.items()
+                               if i not in annotated]
+    problems['counts'] = dict(images=len(images),
+                              annotations=len(coco['annotations']))
+    return problems
+
+
+def _read_problem(path: str, decode: bool) -> str:
+    """Why the file at ``path`` cannot be used as an image, or ''."""
+    if not osp.isfile(path):
+        return 'no such file'
+    if osp.getsize(path) == 0:
+        return 'empty (0 bytes)'
+    if decode:
+        import cv2
+        import numpy as np
+        with open(path, 'rb') as f:
+            buf = np.frombuffer(f.read(), np.uint8)
+        if cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) is None:
+            return f'not a readable image ({osp.getsize(path):,} bytes)'
+    return ''
+
+
+def check_dataset(cfg, loader: str, decode: bool = True) -> dict:
+    """Check the data set of ``cfg[loader]`` with its toolkit's own dataset
+    class: every image (and segmentation map) there, non-empty and
+    decodable, and, for COCO files, what loading drops.
+
+    Returns:
+        dict: ``counts``, and per problem the names of the files or
+        annotations (``unreadable``, ``unknown_category``,
+        ``unknown_image``, ``bad_box``: errors; ``empty_image``:
+        information).
+    """
+    from mmengine.registry import DATASETS, DefaultScope
+    report = dict(counts={}, unreadable=[])
+    for path, ds in _datasets(cfg[loader].get('dataset'), loader):
+        if ds.get('ann_file', '').endswith('.json'):
+            ann = osp.join(ds.get('data_root') or '', ds['ann_file'])
+            for k, v in _coco_problems(ann).items():
+                if k == 'counts':
+                    report['counts'].update(v)
+                else:
+                    report.setdefault(k, []).extend(v)
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        dataset = DATASETS.build(cfg[loader]['dataset'])
+    dataset.full_init() if hasattr(dataset, 'full_init') else None
+    report['counts']['samples'] = len(dataset)
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        for key in ('img_path', 'seg_map_path'):
+            if info.get(key):
+                why = _read_problem(info[key], decode)
+                if why:
+                    report['unreadable'].append(f'{info[key]}: {why}')
+    return report
+
+
+ERRORS = ('unreadable', 'unknown_category', 'unknown_image', 'bad_box')
