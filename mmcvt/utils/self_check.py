@@ -40,6 +40,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .benchmark.report import device_name
+
 __all__ = ['run', 'TOLERANCES', 'rel_err', 'SECTIONS']
 
 SECTIONS = ('fast_paths', 'sdpa', 'amp', 'with_cp', 'compile', 'precision',
@@ -173,6 +175,25 @@ def _compare(fast: nn.Module, ref: nn.Module, outs_f, outs_r,
     return errs
 
 
+def _step_both(a: nn.Module, b: nn.Module, x: torch.Tensor,
+               autocast=contextlib.nullcontext()) -> tuple:
+    """A training forward of both models on ``x`` (under ``autocast``) and
+    the backward of the same weighted loss; fp32 is full fp32."""
+    with _full_fp32():
+        with autocast:
+            outs_a, outs_b = a.train()(x), b.train()(x)
+        weights = [torch.randn_like(o, dtype=torch.float32) for o in outs_b]
+        _loss(outs_a, weights).backward()
+        _loss(outs_b, weights).backward()
+    return outs_a, outs_b
+
+
+def _status(tol: float, *parts: dict) -> str:
+    worst = max(v for part in parts for v in part.values()
+                if isinstance(v, float))
+    return 'pass' if worst <= tol else 'fail'
+
+
 def check_fast_paths(device: torch.device, arch, size, batch: int,
                      dtypes: List[str]) -> List[dict]:
     """Fast paths against the reference path, per dtype: a training step
@@ -187,22 +208,13 @@ def check_fast_paths(device: torch.device, arch, size, batch: int,
         x = torch.randn(batch, 3, h, w, device=device)
         row = dict(dtype=dtype, tolerance=tol)
         try:
-            with _full_fp32(), _autocast(device, dtype):
-                outs_f, outs_r = fast.train()(x), ref.train()(x)
-            weights = [torch.randn_like(o, dtype=torch.float32)
-                       for o in outs_r]
-            with _full_fp32():
-                _loss(outs_f, weights).backward()
-                _loss(outs_r, weights).backward()
+            outs_f, outs_r = _step_both(fast, ref, x, _autocast(device, dtype))
             row['train'] = _compare(fast, ref, outs_f, outs_r)
             with _full_fp32(), _autocast(device, dtype), torch.no_grad():
                 outs_f, outs_r = fast.eval()(x), ref.eval()(x)
             row['eval'] = _compare(fast, ref, outs_f, outs_r, stats=False,
                                    grads=False)
-            worst = max(v for part in ('train', 'eval')
-                        for k, v in row[part].items()
-                        if isinstance(v, float))
-            row['status'] = 'pass' if worst <= tol else 'fail'
+            row['status'] = _status(tol, row['train'], row['eval'])
         except Exception as e:  # a dtype the device cannot run, say
             row.update(status='fail', error=f'{type(e).__name__}: {e}')
         rows.append(row)
@@ -316,16 +328,10 @@ def check_with_cp(device: torch.device, arch, size, batch: int) -> dict:
     ckpt = build_backbone(arch, device, with_cp=True)
     ckpt.load_state_dict(plain.state_dict())
     x = torch.randn(batch, 3, *size, device=device)
-    with _full_fp32():
-        outs_p, outs_c = plain.train()(x), ckpt.train()(x)
-        weights = [torch.randn_like(o) for o in outs_p]
-        _loss(outs_p, weights).backward()
-        _loss(outs_c, weights).backward()
+    outs_c, outs_p = _step_both(ckpt, plain, x)
     errs = _compare(ckpt, plain, outs_c, outs_p)
-    worst = max(v for v in errs.values() if isinstance(v, float))
     tol = TOLERANCES['fp32']
-    return dict(status='pass' if worst <= tol else 'fail', tolerance=tol,
-                **errs)
+    return dict(status=_status(tol, errs), tolerance=tol, **errs)
 
 
 def check_compile(device: torch.device, arch, size, batch: int) -> dict:
@@ -335,12 +341,9 @@ def check_compile(device: torch.device, arch, size, batch: int) -> dict:
     t0 = time.perf_counter()
     try:
         compiled = torch.compile(model, fullgraph=True)
+        outs_c, outs_e = _step_both(compiled, eager, x)
+        train = _compare(model, eager, outs_c, outs_e)
         with _full_fp32():
-            outs_c, outs_e = compiled.train()(x), eager.train()(x)
-            weights = [torch.randn_like(o) for o in outs_e]
-            _loss(outs_c, weights).backward()
-            _loss(outs_e, weights).backward()
-            train = _compare(model, eager, outs_c, outs_e)
             with torch.no_grad():
                 infer = _compare(model, eager, compiled.eval()(x),
                                  eager.eval()(x), stats=False, grads=False)
@@ -348,10 +351,8 @@ def check_compile(device: torch.device, arch, size, batch: int) -> dict:
         return dict(status='fail', error=f'{type(e).__name__}: {e}'[:2000])
     finally:
         torch.compiler.reset()
-    worst = max(v for part in (train, infer) for v in part.values()
-                if isinstance(v, float))
     tol = TOLERANCES['fp32']
-    return dict(status='pass' if worst <= tol else 'fail', tolerance=tol,
+    return dict(status=_status(tol, train, infer), tolerance=tol,
                 train=train, eval=infer,
                 seconds_with_compile=round(time.perf_counter() - t0, 1))
 
@@ -509,17 +510,6 @@ def _goals(runs: dict) -> dict:
             for k, (v, g, kind) in measured.items()}
 
 
-def _cpu_name() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(device: torch.device) -> dict:
     env = dict(torch=torch.__version__, cuda=torch.version.cuda,
                python=platform.python_version(), device=str(device),
@@ -532,7 +522,7 @@ def environment(device: torch.device) -> dict:
             multiprocessors=props.multi_processor_count,
             cudnn=torch.backends.cudnn.version())
     else:
-        env.update(name=_cpu_name(),
+        env.update(name=device_name(device),
                    bf16_native=bool(torch.ops.mkldnn.
                                     _is_mkldnn_bf16_supported()))
     try:
