@@ -33,7 +33,9 @@ def test_every_section_reports(quick_report):
     assert list(checks) == list(self_check.SECTIONS)
     assert quick_report['passed'], checks
     assert quick_report['environment']['device'] == 'cpu'
-    assert quick_report['environment']['mmcv_ops_cuda'] == 'not available'
+    import mmcv.ops  # either flavour: CPU ops, or CUDA ops too
+    assert quick_report['environment']['mmcv_ops_cuda'] == \
+        mmcv.ops.get_compiling_cuda_version()
 
 
 def test_fast_paths_match_the_reference_in_every_dtype(quick_report):
