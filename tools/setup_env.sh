@@ -36,7 +36,8 @@ CACHE=${MMCVT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmcvt}
 TORCH_VERSION=2.14.1
 MMCV_VERSION=2.1.0
 # Every architecture CUDA 13 compiles for, from Turing to Blackwell, plus PTX for newer ones.
-# One architecture builds in about 30 minutes on 2 cores; each one more adds its device code.
+# One architecture builds in 30 to 55 minutes on 2 cores (README); each one more adds its
+# device code.
 DEFAULT_CUDA_ARCHS='7.5;8.0;8.6;8.9;9.0;10.0;12.0+PTX'
 # the oldest NVIDIA Linux driver of each CUDA major version (CUDA's release notes)
 DRIVER_FOR_CUDA_13=580.65.06
@@ -227,7 +228,7 @@ build_mmcv() {
         # CPU ops only, also where torch sees a GPU (mmcv builds CUDA ops whenever it does)
         build_env+=(FORCE_CUDA=0 CUDA_VISIBLE_DEVICES=)
     fi
-    step "building mmcv $MMCV_VERSION with $flavour ops for torch $torch_version (CPU ops: about 13 minutes on 2 cores; CUDA ops for one architecture: about 40; done once, cached in $wheel_dir)"
+    step "building mmcv $MMCV_VERSION with $flavour ops for torch $torch_version (on 2 cores CPU ops take about 15 minutes, CUDA ops for one architecture 30 to 55; done once, cached in $wheel_dir)"
     build=$(mktemp -d)
     # the build folder goes away however this step ends
     trap 'rm -rf "$build"' EXIT
