@@ -56,7 +56,9 @@ DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16,
 # in rounding only, as the two paths round in other places (folded
 # weights, fused kernels): fp32 (TF32 off for the check) far under 1e-4;
 # fp16 keeps 10 mantissa bits, bf16 7. Measured on a CPU with the CvT-13
-# and --quick archs: fp32 <= 2e-6, fp16 <= 2e-3, bf16 <= 2.3e-2.
+# and --quick archs: fp32 <= 2e-6, fp16 <= 2e-3, bf16 <= 1.3e-2; the
+# worst single gradient tensor, noisier, gets 4x (measured up to 4.7e-2 in
+# bf16: a LayerNorm bias whose gradient nearly cancels).
 TOLERANCES = {'fp32': 1e-4, 'fp16': 1e-2, 'bf16': 5e-2}
 # a small CvT with every part of the published ones (class token, stride-2
 # keys and values, several heads) for --quick
@@ -188,10 +190,19 @@ def _step_both(a: nn.Module, b: nn.Module, x: torch.Tensor,
     return outs_a, outs_b
 
 
+# precisions whose matmul rate is under this share of fp32's are not timed
+# in the model (fp16 on CPUs without it: 0.2%, and 0.03x fp32 in training)
+SLOW_MATMUL = 0.05
+# the worst single gradient tensor's allowance, in tolerances
+WORST_TENSOR_FACTOR = 4
+
+
 def _status(tol: float, *parts: dict) -> str:
-    worst = max(v for part in parts for v in part.values()
-                if isinstance(v, float))
-    return 'pass' if worst <= tol else 'fail'
+    ok = all(v <= tol * (WORST_TENSOR_FACTOR if k == 'worst_gradient_error'
+                         else 1)
+             for part in parts for k, v in part.items()
+             if isinstance(v, float))
+    return 'pass' if ok else 'fail'
 
 
 def check_fast_paths(device: torch.device, arch, size, batch: int,
@@ -414,6 +425,14 @@ def check_precision(device: torch.device, arch, size, batch: int,
             steps[p] = _with_tf32(step, p == 'tf32')
         ok = {}
         for p, step in steps.items():
+            rate, base = rates.get(p), rates.get('fp32')
+            if (isinstance(rate, float) and isinstance(base, float)
+                    and rate < SLOW_MATMUL * base):
+                # emulated on this device: minutes a step, and no contest
+                speed.setdefault(mode, {})[p] = (
+                    f'not timed: its matmul runs at {rate / base:.1%} of '
+                    'fp32 here')
+                continue
             try:
                 step()
                 ok[p] = step
