@@ -647,7 +647,8 @@ def summary(name: str, result) -> str:
             for mode, p in result['fastest'].items()))
     if isinstance(result, dict) and result.get('status') in ('error',
                                                               'skip'):
-        return f"{result['status']}: {result.get('error') or result.get('reason')}"
+        why = result.get('error') or result.get('reason')
+        return f"{result['status']}: {why}"
     if name == 'vs_transformers' and 'goals' in result:
         return '; '.join(
             f"{k} {v['value']:.2f} (goal {v['goal']}: "

@@ -76,8 +76,8 @@ def run_setup(tmp_path: Path, torch_line='2.14.1+cu130 13.0 1', gpu=False,
     tmp = tmp_path / 'tmp'
     tmp.mkdir()
     # a PATH without nvidia-smi or nvcc of this machine's own
-    path = [str(bin_dir), *map(str, path_dirs), os.path.dirname(sys.executable),
-            '/usr/bin', '/bin']
+    path = [str(bin_dir), *map(str, path_dirs),
+            os.path.dirname(sys.executable), '/usr/bin', '/bin']
     env = {k: v for k, v in os.environ.items()
            if k not in ('CUDA_HOME', 'TORCH_CUDA_ARCH_LIST', 'MMCVT_CUDA_OPS',
                         'MMCVT_CUDA_TOOLCHAIN', 'CUDA_VISIBLE_DEVICES')}
@@ -126,7 +126,8 @@ def test_login_node_builds_cuda_ops_on_request_with_an_installed_nvcc(
     toolkit = tmp_path / 'cuda-13.0'
     _nvcc(toolkit, '13.0')
     res = run_setup(tmp_path, MMCVT_CUDA_OPS='1',
-                    torch_line='2.14.1+cu130 13.0 0', path_dirs=[toolkit / 'bin'])
+                    torch_line='2.14.1+cu130 13.0 0',
+                    path_dirs=[toolkit / 'bin'])
     assert 'download refused' in res.stderr
     assert 'cuda13.txt' not in res.pip
     assert f'release 13.0 from {toolkit}' in res.stdout
@@ -140,7 +141,8 @@ def test_pip_toolchain_and_arch_list_on_request(tmp_path):
     _nvcc(toolkit, '13.0')
     res = run_setup(tmp_path, MMCVT_CUDA_OPS='1', MMCVT_CUDA_TOOLCHAIN='pip',
                     TORCH_CUDA_ARCH_LIST='8.0;9.0+PTX',
-                    torch_line='2.14.1+cu130 13.0 0', path_dirs=[toolkit / 'bin'])
+                    torch_line='2.14.1+cu130 13.0 0',
+                    path_dirs=[toolkit / 'bin'])
     assert 'requirements/cuda13.txt' in res.pip
     assert 'ops-cuda13.0-sm80-sm90ptx' in res.stdout
 
@@ -166,7 +168,8 @@ def test_gpu_that_torch_cannot_use_is_an_error_that_names_the_driver(
 
 @pytest.mark.parametrize('env, message', [
     (dict(MMCVT_CUDA_OPS='yes'), 'MMCVT_CUDA_OPS=yes: use 1'),
-    (dict(MMCVT_CUDA_TOOLCHAIN='conda'), 'MMCVT_CUDA_TOOLCHAIN=conda: use auto'),
+    (dict(MMCVT_CUDA_TOOLCHAIN='conda'),
+     'MMCVT_CUDA_TOOLCHAIN=conda: use auto'),
 ])
 def test_bad_settings_are_named(tmp_path, env, message):
     res = run_setup(tmp_path, **env)

@@ -1,7 +1,8 @@
 """The shell tools as a user runs them: which arguments reach which program
 (tools/demo.sh, tools/slurm_train.sh), the data converter's reuse rule and
-the package's Python requirement (tools/setup_env.sh: test_setup_env.py). Programs the scripts launch are replaced by
-stand-ins that record their arguments."""
+the package's Python requirement (tools/setup_env.sh: test_setup_env.py).
+Programs the scripts launch are replaced by stand-ins that record their
+arguments."""
 import os
 import os.path as osp
 import re

@@ -6,10 +6,10 @@ kernels that run, fp16 AMP steps, activation checkpointing, torch.compile,
 which precision pays, and a benchmark against ``transformers``. The checks
 are described in ``mmcvt/utils/self_check.py``.
 
-    python tools/analysis/self_check.py                        # the GPU if any, else the CPU
+    python tools/analysis/self_check.py          # the GPU if any, else the CPU
     python tools/analysis/self_check.py --device cpu --out report.json
-    python tools/analysis/self_check.py --only fast_paths sdpa amp   # correctness only
-    python tools/analysis/self_check.py --quick                # a small arch: a smoke test
+    python tools/analysis/self_check.py --only fast_paths sdpa amp
+    python tools/analysis/self_check.py --quick  # a small arch: a smoke test
 
 Exits with 1 if a correctness check fails; timings are information.
 """
