@@ -34,14 +34,17 @@ def cpu_unless_marked_cuda(request, monkeypatch):
     would otherwise move their models to the GPU (and their tolerances,
     bit-exact resumes and gloo process groups are the CPU's). Hidden the
     usual way, ``CUDA_VISIBLE_DEVICES=`` for the processes a test starts,
-    and ``torch.cuda.is_available()`` for this one, whose CUDA state is
-    already read. Tests marked ``cuda`` see the GPU."""
+    and ``torch.cuda.is_available()`` and mmengine's device for this one,
+    whose CUDA state is already read. Tests marked ``cuda`` see the GPU."""
     if not HAS_CUDA or 'cuda' in request.keywords:
         yield
         return
     monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '')
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     monkeypatch.setattr(torch.cuda, 'device_count', lambda: 0)
+    # mmengine decides its device once, at import
+    import mmengine.device.utils as mmengine_device
+    monkeypatch.setattr(mmengine_device, 'DEVICE', 'cpu')
     yield
 
 
