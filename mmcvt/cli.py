@@ -180,20 +180,26 @@ def latest_checkpoint(work_dir: str) -> str:
         f'with --resume PATH.')
 
 
-def _readable(path: str, need_state: bool = False) -> bool:
-    """Whether ``path`` loads as a checkpoint (with the optimizer state,
-    if ``need_state``); mmap reads the keys, not the tensors."""
-    import pickle
-
+def _peek(checkpoint: str) -> tuple:
+    """``(checkpoint, None)`` with its tensors memory-mapped (the keys are
+    read, not the weights), or ``(None, the exception loading raised)``."""
     import torch
     try:
-        ckpt = torch.load(path, map_location='cpu', mmap=True,
-                          weights_only=True)
-    except pickle.UnpicklingError as e:
+        return torch.load(checkpoint, map_location='cpu', mmap=True,
+                          weights_only=True), None
+    except Exception as e:
+        return None, e
+
+
+def _readable(path: str, need_state: bool = False) -> bool:
+    """Whether ``path`` loads as a checkpoint (with the optimizer state,
+    if ``need_state``)."""
+    import pickle
+    ckpt, error = _peek(path)
+    if error is not None:
         # whole, with objects the safe loader refuses: the loader says so
-        return 'GLOBAL' in str(e) and not need_state
-    except Exception:
-        return False
+        return (isinstance(error, pickle.UnpicklingError)
+                and 'GLOBAL' in str(error) and not need_state)
     return not need_state or (isinstance(ckpt, dict) and 'optimizer' in ckpt)
 
 
@@ -202,13 +208,10 @@ def check_training_state(checkpoint: str) -> None:
     (e.g. a best-so-far checkpoint, which mmengine saves with the weights
     only): resuming would restart the optimizer and the learning-rate
     schedule in silence."""
-    import torch
-    try:  # mmap: reads the keys, not the tensors
-        ckpt = torch.load(checkpoint, map_location='cpu', mmap=True,
-                          weights_only=True)
-    except Exception:  # not a zip file, or unsafe: the loader will say
-        return
-    if not isinstance(ckpt, dict) or 'state_dict' not in ckpt:
+    ckpt, error = _peek(checkpoint)
+    # one that does not load (torn, unsafe, ...): the loader will say why
+    if error is not None or not isinstance(ckpt, dict) or \
+            'state_dict' not in ckpt:
         return
     missing = [k for k in ('optimizer', 'message_hub') if k not in ckpt]
     if missing:
@@ -256,12 +259,7 @@ def check_resume_fits(runner: Runner, checkpoint: str) -> None:
     changed shape since (e.g. ``model.head.num_classes`` changed): the
     weights would load only in part and the optimizer step crash on the
     restored state. Names the parameters."""
-    import torch
-    try:
-        ckpt = torch.load(checkpoint, map_location='cpu', mmap=True,
-                          weights_only=True)
-    except Exception:  # the loader itself will say what is wrong
-        return
+    ckpt, _ = _peek(checkpoint)  # one that does not load: the loader says
     saved = ckpt.get('state_dict') if isinstance(ckpt, dict) else None
     if not isinstance(saved, dict):
         return

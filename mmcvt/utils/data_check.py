@@ -170,7 +170,8 @@ def check_dataset(cfg, loader: str, decode: bool = True) -> dict:
                     report.setdefault(k, []).extend(v)
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
         dataset = DATASETS.build(cfg[loader]['dataset'])
-    dataset.full_init() if hasattr(dataset, 'full_init') else None
+    if hasattr(dataset, 'full_init'):  # a lazily initialised dataset
+        dataset.full_init()
     report['counts']['samples'] = len(dataset)
     for i in range(len(dataset)):
         info = dataset.get_data_info(i)
