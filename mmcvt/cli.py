@@ -5,6 +5,7 @@ import argparse
 import os
 import os.path as osp
 import sys
+from typing import Sequence
 
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
@@ -309,11 +310,15 @@ def enable_visualization(cfg: Config, show_dir: str) -> Config:
     return cfg
 
 
-def build_runner(cfg: Config) -> Runner:
+def build_runner(cfg: Config,
+                 loaders: Sequence[str] = ('train_dataloader',
+                                           'val_dataloader')) -> Runner:
     """The config's Runner, after the device checks and CUDA settings that
-    must come before CUDA is initialised (:mod:`mmcvt.utils.device`)."""
+    must come before CUDA is initialised (:mod:`mmcvt.utils.device`), and
+    the check that the data sets of ``loaders`` (the ones the run uses) are
+    on disk."""
     check_gpus_usable()
-    check_data_roots(cfg, cfg.filename or 'the config')
+    check_data_roots(cfg, cfg.filename or 'the config', loaders)
     apply_cuda_settings(cfg)
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)

@@ -70,7 +70,7 @@ def main(argv=None) -> None:
     if args.show_dir is not None:
         enable_visualization(cfg, args.show_dir)
 
-    runner = build_runner(cfg)
+    runner = build_runner(cfg, loaders=('test_dataloader', ))
     load_for_testing(runner, args.checkpoint)
     if args.out is not None:
         runner.test_evaluator.metrics.append(

@@ -7,7 +7,7 @@ toolkit's traceback from deep inside the dataset class).
 Entry point: :func:`check_data_roots` (``mmcvt.cli.build_runner`` calls it).
 """
 import os.path as osp
-from typing import Iterator, Tuple
+from typing import Iterator, Sequence, Tuple
 
 __all__ = ['DataNotFoundError', 'check_data_roots', 'DATASETS']
 
@@ -55,11 +55,12 @@ def _datasets(cfg, path: str) -> Iterator[Tuple[str, dict]]:
         yield from _datasets(sub, f'{path}.datasets.{i}')
 
 
-def check_data_roots(cfg, config_file: str = 'the config') -> None:
-    """Raise :class:`DataNotFoundError` if a data loader's ``data_root`` is
-    not on disk (a data set with a ``data_root`` of its own; others are left
-    to their toolkit)."""
-    for loader in LOADERS:
+def check_data_roots(cfg, config_file: str = 'the config',
+                     loaders: Sequence[str] = LOADERS) -> None:
+    """Raise :class:`DataNotFoundError` if the ``data_root`` of one of the
+    ``loaders`` (the ones a run uses) is not on disk (a data set with a
+    ``data_root`` of its own; others are left to their toolkit)."""
+    for loader in loaders:
         if not cfg.get(loader):
             continue
         for path, ds in _datasets(cfg[loader].get('dataset'),

@@ -67,3 +67,16 @@ def test_train_py_says_it_without_a_traceback(tmp_path):
     assert proc.stderr.startswith('train.py: error: The ImageNet-1k data set '
                                   'is not where')
     assert 'Traceback' not in proc.stderr
+
+
+def test_only_the_loaders_a_run_uses(tmp_path, monkeypatch):
+    """Testing needs the test set only: a missing training set is no error
+    for tools/test.py (build_runner checks the test loader alone)."""
+    cfg = Config.fromfile(osp.join(
+        ROOT, 'configs/cvt_det/mask-rcnn_cvt-13_fpn_ms-crop-3x_coco.py'))
+    monkeypatch.chdir(tmp_path)
+    os.makedirs('test_only')
+    cfg.test_dataloader.dataset.data_root = 'test_only'
+    check_data_roots(cfg, loaders=('test_dataloader', ))
+    with pytest.raises(DataNotFoundError, match='COCO 2017'):
+        check_data_roots(cfg, loaders=('train_dataloader', ))
