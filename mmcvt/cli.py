@@ -226,6 +226,13 @@ def check_training_state(checkpoint: str) -> None:
             f' (without --resume).')
 
 
+def _model(runner: Runner):
+    """The runner's model without its wrapper (DDP and the like)."""
+    from mmengine.model import is_model_wrapper
+    return runner.model.module if is_model_wrapper(
+        runner.model) else runner.model
+
+
 def load_for_testing(runner: Runner, checkpoint: str) -> None:
     """Load ``checkpoint`` into the runner's model for testing, and fail
     if it leaves parameters of the model unset (a checkpoint of another
@@ -236,9 +243,7 @@ def load_for_testing(runner: Runner, checkpoint: str) -> None:
     not fill shows, whatever key conversion loading applied.
     """
     import torch
-    model = runner.model.module if hasattr(runner.model,
-                                           'module') else runner.model
-    params = dict(model.named_parameters())
+    params = dict(_model(runner).named_parameters())
     with torch.no_grad():
         for p in params.values():
             p.fill_(float('nan'))
@@ -264,11 +269,9 @@ def check_resume_fits(runner: Runner, checkpoint: str) -> None:
     saved = ckpt.get('state_dict') if isinstance(ckpt, dict) else None
     if not isinstance(saved, dict):
         return
-    model = runner.model.module if hasattr(runner.model,
-                                           'module') else runner.model
     changed = [
         f'{name} {tuple(saved[name].shape)} -> {tuple(p.shape)}'
-        for name, p in model.state_dict().items()
+        for name, p in _model(runner).state_dict().items()
         if name in saved and hasattr(saved[name], 'shape')
         and tuple(saved[name].shape) != tuple(p.shape)
     ]
