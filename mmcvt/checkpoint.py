@@ -8,7 +8,8 @@ a checkpoint (``init_cfg``, ``load_from``, ``tools/test.py``, mmpretrain's
 mmengine's ``CheckpointLoader``:
 
 - ``''`` (local files): ``.safetensors`` through ``safetensors``, anything
-  else through the safe torch loader (:func:`mmcvt.compat.load_checkpoint_file`);
+  else through the safe torch loader
+  (:func:`mmcvt.compat.load_checkpoint_file`);
 - ``'hf://'``: the file is downloaded through ``huggingface_hub`` (its cache;
   ``HF_ENDPOINT`` for a mirror, ``HF_HUB_OFFLINE=1`` to use the cache only).
   Without a file name, ``model.safetensors`` is taken, else
@@ -117,10 +118,12 @@ def download(url: str) -> str:
         ConnectionError: The hub cannot be reached and the cache has no copy.
     """
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (EntryNotFoundError,
-                                        LocalEntryNotFoundError,
-                                        RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
     repo_id, path, revision = parse_hf_url(url)
     hub = _hub_settings()
     names = [path] if path else list(HUB_FILES)

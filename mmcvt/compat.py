@@ -2,18 +2,18 @@
 
 Applied once by ``import mmcvt`` (never by editing installed packages):
 
-- **Resuming Runner checkpoints.** torch >= 2.6 loads with ``weights_only=True``
-  by default and mmengine calls ``torch.load`` without the argument. Rather
-  than turning ``weights_only`` off for everyone, the few non-tensor types an
-  mmengine checkpoint holds (numpy arrays/scalars/dtypes and the message hub's
-  ``HistoryBuffer``) are registered as safe globals, and ``HistoryBuffer`` no
-  longer pickles its class-level statistics methods (bound through
-  ``builtins.getattr``, which a safe unpickler must never allow). Checkpoints
-  written before this fix still contain ``getattr``; loading one with
-  :func:`load_checkpoint_file` (the torch-file reader that
+- **Resuming Runner checkpoints.** torch >= 2.6 loads with
+  ``weights_only=True`` by default and mmengine calls ``torch.load`` without
+  the argument. Rather than turning ``weights_only`` off for everyone, the few
+  non-tensor types an mmengine checkpoint holds (numpy arrays/scalars/dtypes
+  and the message hub's ``HistoryBuffer``) are registered as safe globals, and
+  ``HistoryBuffer`` no longer pickles its class-level statistics methods (bound
+  through ``builtins.getattr``, which a safe unpickler must never allow).
+  Checkpoints written before this fix still contain ``getattr``; loading one
+  with :func:`load_checkpoint_file` (the torch-file reader that
   :mod:`mmcvt.checkpoint` registers with mmengine) fails with a message that
-  names ``MMCVT_TRUST_CHECKPOINTS=1``, the explicit opt-in to a full
-  unpickle for files the user trusts.
+  names ``MMCVT_TRUST_CHECKPOINTS=1``, the explicit opt-in to a full unpickle
+  for files the user trusts.
 - **``pkg::`` config bases** (``mmpretrain::``, ``mmdet::``, ``mmseg::``) are
   located with ``importlib`` instead of ``pkg_resources``, which recent
   setuptools removed and which is slow to import.
@@ -94,7 +94,9 @@ def _numpy_safe_globals() -> list:
     # numpy >= 1.25 pickles each dtype by its class (np.dtypes.Float64DType)
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:
-        items += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')]
+        items += [
+            getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')
+        ]
     return items
 
 

@@ -1,4 +1,5 @@
-"""Evaluate a checkpoint on the test set of an mmpretrain, mmdet or mmseg config.
+"""Evaluate a checkpoint on the test set of an mmpretrain, mmdet or mmseg
+config.
 
 Examples::
 
@@ -17,10 +18,15 @@ from mmengine.dist import is_main_process
 from mmengine.evaluator import DumpResults
 
 import mmcvt  # noqa: F401  (applies the compatibility fixes)
+from mmcvt.cli import (
+    build_runner,
+    enable_visualization,
+    load_for_testing,
+    merge_common_args,
+    parse_with_launcher,
+    shutdown_distributed,
+)
 from mmcvt.utils.data_check import DataNotFoundError
-from mmcvt.cli import (build_runner, enable_visualization, load_for_testing,
-                       merge_common_args, parse_with_launcher,
-                       shutdown_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -1,4 +1,5 @@
-"""Train a model from an mmpretrain, mmdet or mmseg config with mmengine's Runner.
+"""Train a model from an mmpretrain, mmdet or mmseg config with mmengine's
+Runner.
 
 The config's ``default_scope`` picks the toolkit; ``type='mmcvt.CvT'`` resolves
 from any of them. Examples::
@@ -6,7 +7,7 @@ from any of them. Examples::
     python tools/train.py configs/cvt/cvt-21_imagenet.py
     python tools/train.py CONFIG --resume                 # latest checkpoint
     python tools/train.py CONFIG --resume work_dirs/x/iter_100.pth
-    bash tools/dist_train.sh CONFIG 8                     # torchrun, 8 processes
+    bash tools/dist_train.sh CONFIG 8        # torchrun, 8 processes
 """
 import argparse
 import os.path as osp
@@ -14,9 +15,14 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 
 import mmcvt  # noqa: F401  (applies the compatibility fixes)
+from mmcvt.cli import (
+    build_runner,
+    check_resume_fits,
+    merge_args,
+    parse_with_launcher,
+    shutdown_distributed,
+)
 from mmcvt.utils.data_check import DataNotFoundError
-from mmcvt.cli import (build_runner, check_resume_fits, merge_args,
-                       parse_with_launcher, shutdown_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -82,7 +82,8 @@ train_dataloader = dict(
     num_workers=1,
     dataset=dict(
         dataset,
-        data_prefix=dict(img_path='images/train', seg_map_path='seg_maps/train'),
+        data_prefix=dict(
+            img_path='images/train', seg_map_path='seg_maps/train'),
         pipeline=train_pipeline))
 val_dataloader = dict(
     num_workers=1,

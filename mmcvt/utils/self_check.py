@@ -40,6 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmcvt.models.layers import torch_internals
 from .benchmark.report import device_name
 
 __all__ = ['run', 'TOLERANCES', 'rel_err', 'SECTIONS']
@@ -542,8 +543,7 @@ def environment(device: torch.device) -> dict:
             cudnn=torch.backends.cudnn.version())
     else:
         env.update(name=device_name(device),
-                   bf16_native=bool(torch.ops.mkldnn.
-                                    _is_mkldnn_bf16_supported()))
+                   bf16_native=torch_internals.native_bf16_matmul())
     try:
         import mmcv.ops
         env['mmcv_ops_cuda'] = mmcv.ops.get_compiling_cuda_version()

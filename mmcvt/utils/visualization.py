@@ -39,7 +39,7 @@ def attention_maps(backbone: torch.nn.Module, x: torch.Tensor) -> List[dict]:
 
             def hook(module, args, output, i=i, j=j, extra=int(
                     attn.with_cls_token)):
-                x, hw_shape = args
+                x, hw_shape = args[:2]  # (tokens, hw_shape, plan)
                 out.append(
                     dict(
                         stage=i,

@@ -17,10 +17,10 @@ import os.path as osp
 import pytest
 import torch
 import yaml
-
-import mmcvt  # noqa: F401  (compatibility fixes, registers mmcvt.CvT)
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+
+import mmcvt  # noqa: F401  (compatibility fixes, registers mmcvt.CvT)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(ROOT, 'configs')

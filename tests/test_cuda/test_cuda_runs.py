@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import torch
-
 from test_foundation.tiny_classification import write_job
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -21,7 +21,6 @@ from mmengine.registry import init_default_scope
 
 import mmcvt  # noqa: F401  (compatibility fixes, registers mmcvt.CvT)
 from mmcvt.models.backbones.cvt import CvT
-
 from .tiny_dense import DET_DIR, SEG_DIR
 
 DET_CONFIGS = sorted(glob.glob(osp.join(DET_DIR, '*.py')))

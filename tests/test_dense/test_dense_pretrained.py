@@ -16,9 +16,15 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 import mmcvt  # noqa: F401
-
-from .tiny_dense import (DET_DIR, SEG_DIR, TINY_ARCH, tiny_mask_rcnn_cfg,
-                         tiny_upernet_cfg, write_cls_checkpoint, write_coco)
+from .tiny_dense import (
+    DET_DIR,
+    SEG_DIR,
+    TINY_ARCH,
+    tiny_mask_rcnn_cfg,
+    tiny_upernet_cfg,
+    write_cls_checkpoint,
+    write_coco,
+)
 
 MASK_RCNN = osp.join(DET_DIR, 'mask-rcnn_cvt-13_fpn_1x_coco.py')
 UPERNET = osp.join(SEG_DIR,

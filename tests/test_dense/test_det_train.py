@@ -11,11 +11,17 @@ import os.path as osp
 import pytest
 
 import mmcvt  # noqa: F401
-
-from .tiny_dense import (DET_DIR, IMAGE_SIZES, backward_one_batch,
-                         check_trained, evaluate_ground_truth_det,
-                         predict_val_batch, tiny_mask_rcnn_cfg,
-                         train_recorded, write_coco)
+from .tiny_dense import (
+    DET_DIR,
+    IMAGE_SIZES,
+    backward_one_batch,
+    check_trained,
+    evaluate_ground_truth_det,
+    predict_val_batch,
+    tiny_mask_rcnn_cfg,
+    train_recorded,
+    write_coco,
+)
 
 CONFIG = osp.join(DET_DIR, 'mask-rcnn_cvt-13_fpn_1x_coco.py')
 

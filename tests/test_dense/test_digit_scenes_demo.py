@@ -24,10 +24,9 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
-
-import mmcvt  # noqa: F401
 from test_tools.tool_module import load_tool  # tests/ is on sys.path
 
+import mmcvt  # noqa: F401
 from .tiny_dense import RecordHook, randomize_bn_statistics
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

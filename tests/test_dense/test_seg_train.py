@@ -14,11 +14,17 @@ import pytest
 import torch
 
 import mmcvt  # noqa: F401
-
-from .tiny_dense import (IMAGE_SIZES, SEG_DIR, backward_one_batch,
-                         check_trained, evaluate_ground_truth_seg,
-                         predict_val_batch, tiny_upernet_cfg,
-                         train_recorded, write_ade20k)
+from .tiny_dense import (
+    IMAGE_SIZES,
+    SEG_DIR,
+    backward_one_batch,
+    check_trained,
+    evaluate_ground_truth_seg,
+    predict_val_batch,
+    tiny_upernet_cfg,
+    train_recorded,
+    write_ade20k,
+)
 
 CONFIG = osp.join(SEG_DIR,
                   'cvt-13-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py')

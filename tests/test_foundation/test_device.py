@@ -16,7 +16,6 @@ import torch
 from mmengine.config import Config
 
 from mmcvt.utils import device as dev
-
 from .test_train_tools import _free_port
 from .tiny_classification import write_job
 

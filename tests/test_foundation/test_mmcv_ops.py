@@ -1,4 +1,5 @@
-"""The compiled mmcv ops (built from source by tools/setup_env.sh) run on CPU."""
+"""The compiled mmcv ops (built from source by tools/setup_env.sh) run on
+CPU."""
 import torch
 from mmcv.ops import RoIAlign, nms
 

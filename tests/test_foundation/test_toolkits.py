@@ -1,4 +1,5 @@
-"""The three OpenMMLab toolkits import and build models from their own configs."""
+"""The three OpenMMLab toolkits import and build models from their own
+configs."""
 import pytest
 from mmengine.config import Config
 from mmengine.registry import init_default_scope

@@ -1,4 +1,5 @@
-"""tools/train.py, tools/test.py and tools/dist_train.sh as a user runs them."""
+"""tools/train.py, tools/test.py and tools/dist_train.sh as a user runs
+them."""
 import json
 import os
 import os.path as osp
@@ -6,13 +7,11 @@ import pickle
 import socket
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
 
 import mmcvt  # noqa: F401  (registers the safe globals for torch.load)
-
 from .tiny_classification import write_job
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

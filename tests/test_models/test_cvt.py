@@ -16,13 +16,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mmcvt.models import CvT
 from mmcvt.models.backbones.cvt import ConvAttention
-from mmcvt.models.layers import DropPath, QuickGELU
+from mmcvt.models.layers import DropPath, QuickGELU, decide_plan
 
-TINY = dict(
-    embed_dims=[16, 32, 48],
-    num_heads=[1, 2, 3],
-    depths=[1, 1, 2],
-    drop_path_rates=[0., 0., 0.1])
 ZOO = ['13', '21', 'w24']
 ALIASES = {'13': 'cvt-13', '21': 'cvt-21', 'w24': 'cvt-w24'}
 STRIDES = (4, 8, 16)
@@ -34,29 +29,6 @@ pytestmark = pytest.mark.usefixtures('one_torch_thread')
 def _meta(arch, **kwargs):
     with torch.device('meta'):
         return CvT(arch, **kwargs)
-
-
-def _tiny(**kwargs):
-    torch.manual_seed(0)
-    model = CvT(TINY, **kwargs)
-    model.init_weights()
-    _randomise_bn(model)
-    return model
-
-
-def _randomise_bn(model):
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * .5)
-            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + .5)
-            m.weight.data.copy_(1 + .2 * torch.randn(n, generator=g))
-            m.bias.data.copy_(.2 * torch.randn(n, generator=g))
-
-
-def _img(*shape, seed=2):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 def _dims(arch):
@@ -126,15 +98,12 @@ def test_flops(arch, size, gmacs):
     assert abs(macs / 1e9 - gmacs) / gmacs < 0.01, macs / 1e9
 
 
-def test_flops_match_naive_attention_on_real_tensors():
+def test_flops_match_naive_attention_on_real_tensors(tiny_arch, tiny_cvt):
     """The meta-device count equals a count on real tensors (naive path)."""
-    model = _tiny().eval()
-    for m in model.modules():
-        if isinstance(m, ConvAttention):
-            m.fused = False
+    model = tiny_cvt().eval().set_fused(False)
     counts = []
     for device in ('cpu', 'meta'):
-        model_d = model if device == 'cpu' else _meta(TINY).eval()
+        model_d = model if device == 'cpu' else _meta(tiny_arch).eval()
         counter = FlopCounterMode(display=False)
         with counter, torch.no_grad():
             model_d(torch.zeros(1, 3, 64, 96, device=device))
@@ -153,8 +122,8 @@ SUBSETS = [
 
 @pytest.mark.parametrize('arch', ZOO + ['tiny'])
 @pytest.mark.parametrize('out_indices', SUBSETS)
-def test_featmap_shapes_and_strides(arch, out_indices):
-    arch = TINY if arch == 'tiny' else arch
+def test_featmap_shapes_and_strides(tiny_arch, arch, out_indices):
+    arch = tiny_arch if arch == 'tiny' else arch
     model = _meta(arch, out_indices=out_indices, out_type='featmap')
     outs = model(torch.empty(2, 3, 224, 320, device='meta'))
     assert len(outs) == len(out_indices)
@@ -185,59 +154,59 @@ def test_out_types_zoo(arch, out_type, shape):
     assert outs[2].shape == shape(dims[2])
 
 
-def test_out_type_semantics():
-    x = _img(2, 3, 64, 64)
-    raw = _tiny(out_type='raw').eval()
+def test_out_type_semantics(img, tiny_cvt):
+    x = img(2, 3, 64, 64)
+    raw = tiny_cvt(out_type='raw').eval()
     tokens = raw(x)[0]  # (B, 1+4*4, C)
     assert tokens.shape == (2, 17, 48)
     norm = nn.LayerNorm(48, eps=1e-5)
-    cls = _tiny(out_type='cls_token').eval()
+    cls = tiny_cvt(out_type='cls_token').eval()
     norm.load_state_dict(cls.norm.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(cls(x)[0], norm(tokens[:, 0]))
-        avg = _tiny(out_type='avg_featmap').eval()
+        avg = tiny_cvt(out_type='avg_featmap').eval()
         torch.testing.assert_close(avg(x)[0], norm(tokens[:, 1:]).mean(1))
-        feat = _tiny(out_type='featmap').eval()(x)[0]
+        feat = tiny_cvt(out_type='featmap').eval()(x)[0]
         torch.testing.assert_close(
             feat, tokens[:, 1:].transpose(1, 2).reshape(2, 48, 4, 4))
     assert feat.is_contiguous()
     # no final norm
-    nonorm = _tiny(final_norm=False).eval()
+    nonorm = tiny_cvt(final_norm=False).eval()
     assert nonorm.norm is None
     with torch.no_grad():
         torch.testing.assert_close(nonorm(x)[0], tokens[:, 0])
 
 
-def test_avg_featmap_without_cls_token():
-    model = _tiny(cls_token=False, out_type='avg_featmap').eval()
+def test_avg_featmap_without_cls_token(img, tiny_cvt):
+    model = tiny_cvt(cls_token=False, out_type='avg_featmap').eval()
     assert model.stages[2].cls_token is None
-    out = model(_img(1, 3, 64, 64))[0]
+    out = model(img(1, 3, 64, 64))[0]
     assert out.shape == (1, 48)
-    raw = _tiny(cls_token=False, out_type='raw').eval()(_img(1, 3, 64, 64))
+    raw = tiny_cvt(cls_token=False, out_type='raw').eval()(img(1, 3, 64, 64))
     assert raw[0].shape == (1, 16, 48)
 
 
-def test_out_norm():
-    model = _tiny(out_indices=(0, 1, 2), out_type='featmap', out_norm=True)
+def test_out_norm(img, tiny_cvt):
+    model = tiny_cvt(out_indices=(0, 1, 2), out_type='featmap', out_norm=True)
     for i in range(3):
         assert isinstance(getattr(model, f'out_norm{i}'), nn.LayerNorm)
     model.out_norm1.weight.data.fill_(2.)
-    ref = _tiny(out_indices=(0, 1, 2), out_type='featmap').eval()
+    ref = tiny_cvt(out_indices=(0, 1, 2), out_type='featmap').eval()
     model.eval()
-    x = _img(1, 3, 64, 64)
+    x = img(1, 3, 64, 64)
     with torch.no_grad():
         a, b = model(x), ref(x)
     f = b[1]
     expected = F.layer_norm(f.permute(0, 2, 3, 1), (32, ), eps=1e-5) * 2
     torch.testing.assert_close(a[1], expected.permute(0, 3, 1, 2))
     # the class-token output of the last stage gets no out_norm
-    model = _tiny(out_indices=(1, 2), out_norm=True)
+    model = tiny_cvt(out_indices=(1, 2), out_norm=True)
     assert hasattr(model, 'out_norm1') and not hasattr(model, 'out_norm2')
 
 
-def test_stages_after_last_out_index_are_skipped():
-    model = _tiny(out_indices=(0, ), out_type='featmap')
-    model(_img(1, 3, 64, 64))[0].sum().backward()
+def test_stages_after_last_out_index_are_skipped(img, tiny_cvt):
+    model = tiny_cvt(out_indices=(0, ), out_type='featmap')
+    model(img(1, 3, 64, 64))[0].sum().backward()
     assert model.stages[0].patch_embed.proj.weight.grad is not None
     assert model.stages[2].patch_embed.proj.weight.grad is None
 
@@ -249,8 +218,8 @@ def test_stages_after_last_out_index_are_skipped():
 
 @pytest.mark.parametrize('out_type', CvT.OUT_TYPES)
 @pytest.mark.parametrize('qkv_proj', ['dw_bn', 'avg', 'linear'])
-def test_backward_every_param_gets_grad(out_type, qkv_proj):
-    model = _tiny(
+def test_backward_every_param_gets_grad(img, tiny_cvt, out_type, qkv_proj):
+    model = tiny_cvt(
         out_indices=(0, 1, 2),
         out_type=out_type,
         qkv_proj=qkv_proj,
@@ -258,19 +227,19 @@ def test_backward_every_param_gets_grad(out_type, qkv_proj):
         pos_embed=True,
         img_size=64)
     model.train()
-    outs = model(_img(2, 3, 64, 64))
+    outs = model(img(2, 3, 64, 64))
     sum(o.float().pow(2).mean() for o in outs).backward()
     for name, p in model.named_parameters():
         assert p.requires_grad and p.grad is not None, name
 
 
 @pytest.mark.parametrize('fused', [True, False])
-def test_with_cp_equals_plain(fused):
+def test_with_cp_equals_plain(img, tiny_arch, tiny_cvt, fused):
     """Checkpointing changes memory only: the same outputs, gradients and
     BatchNorm statistics (updated once per step, although the backward runs
     each block's forward again)."""
     torch.manual_seed(0)
-    plain = _tiny(out_indices=(0, 1, 2), out_type='raw', drop_path_rate=0.)
+    plain = tiny_cvt(out_indices=(0, 1, 2), out_type='raw', drop_path_rate=0.)
     plain.set_fused(fused)
     ckpt = copy.deepcopy(plain)
     ckpt.with_cp = True
@@ -278,7 +247,7 @@ def test_with_cp_equals_plain(fused):
         s.with_cp = True
     plain.train()
     ckpt.train()
-    x = _img(2, 3, 64, 64)
+    x = img(2, 3, 64, 64)
     outs_a = plain(x)
     outs_b = ckpt(x)
     for a, b in zip(outs_a, outs_b):
@@ -294,18 +263,18 @@ def test_with_cp_equals_plain(fused):
         if n.endswith('num_batches_tracked'):
             assert int(buffers[n]) == 1, n
     # built with with_cp=True
-    assert all(s.with_cp for s in CvT(TINY, with_cp=True).stages)
+    assert all(s.with_cp for s in CvT(tiny_arch, with_cp=True).stages)
 
 
 @pytest.mark.parametrize('frozen_stages', [0, 1, 2, 3])
-def test_frozen_stages(frozen_stages):
-    model = _tiny(
+def test_frozen_stages(img, tiny_cvt, frozen_stages):
+    model = tiny_cvt(
         frozen_stages=frozen_stages,
         out_indices=(0, 1, 2),
         out_type='cls_token',
         out_norm=True)
     model.train()
-    outs = model(_img(2, 3, 64, 64))
+    outs = model(img(2, 3, 64, 64))
     loss = sum(o.sum() for o in outs)
     if loss.requires_grad:  # everything frozen when frozen_stages == 3
         loss.backward()
@@ -325,17 +294,17 @@ def test_frozen_stages(frozen_stages):
         bn = model.stages[0].blocks[0].attn.conv_proj_k.bn
         before = bn.running_mean.clone()
         model.train()
-        model(_img(2, 3, 64, 64))
+        model(img(2, 3, 64, 64))
         torch.testing.assert_close(bn.running_mean, before)
 
 
-def test_norm_eval():
-    model = _tiny(norm_eval=True)
+def test_norm_eval(tiny_cvt):
+    model = tiny_cvt(norm_eval=True)
     model.train()
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     assert bns and all(not m.training for m in bns)
     assert model.stages[0].blocks[0].norm1.training  # LayerNorm untouched
-    model = _tiny(norm_eval=False)
+    model = tiny_cvt(norm_eval=False)
     model.train()
     assert all(m.training for m in model.modules())
 
@@ -357,10 +326,10 @@ def test_drop_path_rates(drop_path_rate, expected):
             torch.linspace(0, rate, depth).tolist(), abs=1e-7)
 
 
-def test_dropout_train_mode_runs():
-    model = _tiny(drop_rate=0.1, attn_drop_rate=0.1, drop_path_rate=0.2)
+def test_dropout_train_mode_runs(img, tiny_cvt):
+    model = tiny_cvt(drop_rate=0.1, attn_drop_rate=0.1, drop_path_rate=0.2)
     model.train()
-    a = model(_img(2, 3, 64, 64))[0]
+    a = model(img(2, 3, 64, 64))[0]
     assert torch.isfinite(a).all()
 
 
@@ -371,19 +340,19 @@ def test_dropout_train_mode_runs():
 
 @pytest.mark.parametrize('shape', [(1, 3, 64, 64), (2, 3, 333, 517),
                                    (1, 3, 48, 80)])
-def test_any_resolution_and_batch_one(shape):
-    model = _tiny(out_indices=(0, 1, 2), out_type='cls_token').eval()
-    outs = model(_img(*shape))
+def test_any_resolution_and_batch_one(img, tiny_arch, tiny_cvt, shape):
+    model = tiny_cvt(out_indices=(0, 1, 2), out_type='cls_token').eval()
+    outs = model(img(*shape))
     h, w = shape[2:]
     for out, i in zip(outs[:2], range(2)):
         hh, ww = (h + 4 - 7) // 4 + 1, (w + 4 - 7) // 4 + 1
         for _ in range(i):
             hh, ww = (hh - 1) // 2 + 1, (ww - 1) // 2 + 1
-        assert out.shape == (shape[0], TINY['embed_dims'][i], hh, ww)
+        assert out.shape == (shape[0], tiny_arch['embed_dims'][i], hh, ww)
     assert outs[2].shape == (shape[0], 48)
     # batch 1 equals the same image inside a batch
     if shape[0] == 2:
-        single = model(_img(*shape)[1:])
+        single = model(img(*shape)[1:])
         torch.testing.assert_close(single[2], outs[2][1:], atol=1e-5,
                                    rtol=0)
 
@@ -396,9 +365,9 @@ def test_zoo_any_resolution_meta(arch):
                                                   (21, 33)]
 
 
-def test_deploy_equals_plain():
-    model = _tiny(out_indices=(0, 1, 2), out_type='raw').eval()
-    x = _img(2, 3, 80, 64)
+def test_deploy_equals_plain(img, tiny_cvt):
+    model = tiny_cvt(out_indices=(0, 1, 2), out_type='raw').eval()
+    x = img(2, 3, 80, 64)
     with torch.no_grad():
         ref = model(x)
         model.switch_to_deploy()
@@ -412,24 +381,26 @@ def test_deploy_equals_plain():
     model.fuse_bn()
 
 
-def test_sdpa_equals_naive_attention():
-    model = _tiny(out_indices=(0, 1, 2), out_type='raw').eval()
-    x = _img(2, 3, 64, 96)
-    with torch.no_grad():
-        fused = model(x)
-        for m in model.modules():
-            if isinstance(m, ConvAttention):
-                m.fused = False
-        naive = model(x)
-    for a, b in zip(fused, naive):
-        assert (a - b).abs().max() < 1e-5
+def test_sdpa_equals_naive_attention(img, randomise_bn):
+    """The attention's fast form (SDPA) against the explicit softmax, with
+    and without a class token."""
+    torch.manual_seed(0)
+    for cls_token in (False, True):
+        attn = ConvAttention(16, 2, with_cls_token=cls_token).eval()
+        randomise_bn(attn)
+        x = img(2, int(cls_token) + 8 * 6, 16)
+        with torch.no_grad():
+            plan = decide_plan(x, True, [])
+            assert plan.fast
+            fused, naive = attn(x, (8, 6), plan), attn(x, (8, 6))
+        assert (fused - naive).abs().max() < 1e-5
 
 
-def test_attention_matches_explicit_official_formula():
+def test_attention_matches_explicit_official_formula(randomise_bn):
     """Scale = full width ** -0.5, class token joins after the projection."""
     torch.manual_seed(0)
     attn = ConvAttention(8, 2, with_cls_token=True).eval()
-    _randomise_bn(attn)
+    randomise_bn(attn)
     h, w = 3, 5
     x = torch.randn(2, 1 + h * w, 8)
     with torch.no_grad():
@@ -454,29 +425,24 @@ def test_attention_matches_explicit_official_formula():
     torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
 
 
-def test_quick_gelu_and_gelu():
+def test_quick_gelu_and_gelu(tiny_arch):
     x = torch.linspace(-4, 4, 101)
     torch.testing.assert_close(QuickGELU()(x), x * torch.sigmoid(1.702 * x))
-    model = CvT(TINY, act_cfg=dict(type='GELU'))
+    model = CvT(tiny_arch, act_cfg=dict(type='GELU'))
     assert isinstance(model.stages[0].blocks[0].mlp.act, nn.GELU)
-    assert isinstance(CvT(TINY).stages[0].blocks[0].mlp.act, QuickGELU)
+    assert isinstance(CvT(tiny_arch).stages[0].blocks[0].mlp.act, QuickGELU)
     assert model.stages[0].blocks[0].norm1.eps == 1e-5
 
 
 # the smallest arch for torch.compile tests (compile time grows with depth)
-COMPILE_ARCH = dict(
-    embed_dims=[8, 16, 24],
-    num_heads=[1, 2, 3],
-    depths=[1, 1, 1],
-    drop_path_rates=[0., 0., 0.])
 
 
-def test_torch_compile_equals_eager():
+def test_torch_compile_equals_eager(compile_arch, img, randomise_bn):
     torch.manual_seed(0)
-    model = CvT(COMPILE_ARCH, out_indices=(0, 1, 2)).eval()
+    model = CvT(compile_arch, out_indices=(0, 1, 2)).eval()
     model.init_weights()
-    _randomise_bn(model)
-    x = _img(2, 3, 64, 48)
+    randomise_bn(model)
+    x = img(2, 3, 64, 48)
     compiled = torch.compile(model, fullgraph=True)
     with torch.no_grad():
         ref = model(x)
@@ -490,18 +456,18 @@ def test_torch_compile_equals_eager():
 # ---------------------------------------------------------------------------
 
 
-def test_pos_embed_other_resolution():
-    model = _tiny(pos_embed=True, img_size=64, out_type='featmap',
+def test_pos_embed_other_resolution(img, tiny_arch, tiny_cvt):
+    model = tiny_cvt(pos_embed=True, img_size=64, out_type='featmap',
                   out_indices=(0, 1, 2)).eval()
     grids = [(16, 16), (8, 8), (4, 4)]
-    for stage, grid, c in zip(model.stages, grids, TINY['embed_dims']):
+    for stage, grid, c in zip(model.stages, grids, tiny_arch['embed_dims']):
         assert stage.pos_embed.shape == (1, grid[0] * grid[1], c)
         assert stage.pos_embed.std() > 0
-    outs = model(_img(1, 3, 96, 128))
+    outs = model(img(1, 3, 96, 128))
     assert [tuple(o.shape[2:]) for o in outs] == [(24, 32), (12, 16), (6, 8)]
     # the position embedding is bicubically resized: check stage 0 directly
     stage = model.stages[0]
-    x = _img(1, 3, 96, 128)
+    x = img(1, 3, 96, 128)
     with torch.no_grad():
         tokens, hw = stage.patch_embed(x)
         pos = F.interpolate(
@@ -515,25 +481,25 @@ def test_pos_embed_other_resolution():
         got = stage(x)[0]
     torch.testing.assert_close(got, ref)
     # non-square img_size; only stage 1 with a position embedding
-    model = _tiny(pos_embed=(False, True, False), img_size=(64, 96))
+    model = tiny_cvt(pos_embed=(False, True, False), img_size=(64, 96))
     assert model.stages[0].pos_embed is None
     assert model.stages[1].pos_embed.shape == (1, 8 * 12, 32)
 
 
-def test_patch_embed_patch():
-    model = _tiny(patch_embed='patch', out_indices=(0, 1, 2),
+def test_patch_embed_patch(img, tiny_cvt):
+    model = tiny_cvt(patch_embed='patch', out_indices=(0, 1, 2),
                   out_type='featmap').eval()
     proj = model.stages[0].patch_embed.proj
     assert proj.kernel_size == (4, 4) and proj.stride == (4, 4)
     assert proj.padding == (0, 0)
     assert model.stages[1].patch_embed.proj.kernel_size == (2, 2)
-    outs = model(_img(1, 3, 64, 96))
+    outs = model(img(1, 3, 64, 96))
     assert [tuple(o.shape[2:]) for o in outs] == [(16, 24), (8, 12), (4, 6)]
 
 
 @pytest.mark.parametrize('qkv_proj', ['avg', 'linear'])
-def test_qkv_proj_variants(qkv_proj):
-    model = _tiny(qkv_proj=qkv_proj, out_type='raw').eval()
+def test_qkv_proj_variants(img, tiny_cvt, qkv_proj):
+    model = tiny_cvt(qkv_proj=qkv_proj, out_type='raw').eval()
     attn = model.stages[1].blocks[0].attn
     assert attn.conv_proj_q is None
     if qkv_proj == 'avg':
@@ -541,12 +507,12 @@ def test_qkv_proj_variants(qkv_proj):
     else:
         assert attn.conv_proj_k is None and attn.conv_proj_v is None
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-    out = model(_img(1, 3, 64, 80))[0]
+    out = model(img(1, 3, 64, 80))[0]
     assert out.shape == (1, 1 + 4 * 5, 48) and torch.isfinite(out).all()
 
 
-def test_per_stage_knobs():
-    model = _tiny(
+def test_per_stage_knobs(img, tiny_cvt):
+    model = tiny_cvt(
         qkv_proj=('dw_bn', 'avg', 'linear'),
         stride_kv=(2, 1, 2),
         proj_kernel=(3, 5, 3),
@@ -560,17 +526,17 @@ def test_per_stage_knobs():
     assert model.stages[1].blocks[0].attn.proj_q.bias is None
     assert model.stages[1].blocks[0].mlp.fc1.out_features == 64
     assert model.stages[2].blocks[0].mlp.fc1.out_features == 48
-    model(_img(1, 3, 64, 64))
+    model(img(1, 3, 64, 64))
     # 3-entry defaults adapt to other stage counts
     two = CvT(dict(embed_dims=[8, 16], num_heads=[1, 2], depths=[1, 1],
                    drop_path_rates=[0, 0]), out_indices=-1)
     assert two.patch_sizes == [7, 3] and two.with_cls_token == [False, True]
-    assert two(_img(1, 3, 32, 32))[0].shape == (1, 16)
+    assert two(img(1, 3, 32, 32))[0].shape == (1, 16)
 
 
-def test_init_weights():
+def test_init_weights(tiny_arch):
     torch.manual_seed(0)
-    model = CvT(TINY)
+    model = CvT(tiny_arch)
     model.init_weights()
     fc1 = model.stages[2].blocks[0].mlp.fc1
     assert torch.all(fc1.bias == 0)
@@ -595,16 +561,16 @@ def test_init_weights():
     assert 0 < cls.std() < 0.05
 
 
-def test_registry_build():
+def test_registry_build(tiny_arch):
     from mmengine.registry import DefaultScope
 
     from mmcvt.registry import MODELS
 
     # other tests may leave another toolkit's default scope behind
     with DefaultScope.overwrite_default_scope('mmcvt'):
-        model = MODELS.build(dict(type='CvT', arch=TINY))
+        model = MODELS.build(dict(type='CvT', arch=tiny_arch))
     assert isinstance(model, CvT)
-    model = MODELS.build(dict(type='mmcvt.CvT', arch=TINY))
+    model = MODELS.build(dict(type='mmcvt.CvT', arch=tiny_arch))
     assert isinstance(model, CvT)
 
 
@@ -629,12 +595,12 @@ def test_error_unknown_arch():
         CvT('cvt-99')
 
 
-def test_error_incomplete_custom_arch():
+def test_error_incomplete_custom_arch(tiny_arch):
     bad = dict(embed_dims=[8, 16, 24], num_heads=[1, 2, 3])
     with pytest.raises(ValueError, match=r"missing the keys \['depths', "
                        r"'drop_path_rates'\]"):
         CvT(bad)
-    bad = dict(TINY, depths=[1, 1])
+    bad = dict(tiny_arch, depths=[1, 1])
     with pytest.raises(ValueError, match='equal lengths'):
         CvT(bad)
     with pytest.raises(TypeError, match='arch must be a name'):
@@ -653,55 +619,55 @@ def test_arch_as_an_int(arch):
 
 @pytest.mark.parametrize('fused', [True, False])
 @pytest.mark.parametrize('grad', [False, True], ids=['infer', 'train'])
-def test_empty_batch(fused, grad):
+def test_empty_batch(img, tiny_cvt, fused, grad):
     """A batch of 0 images gives empty maps on every path (the chunked CPU
     inference MLP divided by zero)."""
-    model = _tiny(out_indices=(0, 1, 2)).eval().set_fused(fused)
+    model = tiny_cvt(out_indices=(0, 1, 2)).eval().set_fused(fused)
     with torch.set_grad_enabled(grad):
-        outs = model(_img(0, 3, 64, 48))
+        outs = model(img(0, 3, 64, 48))
     assert [tuple(o.shape) for o in outs] == [(0, 16, 16, 12), (0, 32, 8, 6),
                                               (0, 48)]
 
 
 @pytest.mark.parametrize('out_indices', [(3, ), (-4, ), (0, 5)])
-def test_error_out_indices(out_indices):
+def test_error_out_indices(tiny_arch, out_indices):
     with pytest.raises(ValueError, match=r'must be an int in \[-3, 2\]'):
-        CvT(TINY, out_indices=out_indices)
+        CvT(tiny_arch, out_indices=out_indices)
 
 
 @pytest.mark.parametrize('frozen_stages', [-2, 4])
-def test_error_frozen_stages(frozen_stages):
+def test_error_frozen_stages(tiny_arch, frozen_stages):
     with pytest.raises(ValueError, match=r'frozen_stages.*\[-1, 3\]'):
-        CvT(TINY, frozen_stages=frozen_stages)
+        CvT(tiny_arch, frozen_stages=frozen_stages)
 
 
-def test_error_out_type():
+def test_error_out_type(tiny_arch):
     with pytest.raises(ValueError, match='Unsupported out_type "foo"'):
-        CvT(TINY, out_type='foo')
+        CvT(tiny_arch, out_type='foo')
     with pytest.raises(ValueError, match='needs a class token in the last'):
-        CvT(TINY, cls_token=False)
+        CvT(tiny_arch, cls_token=False)
 
 
-def test_error_options():
+def test_error_options(tiny_arch):
     with pytest.raises(ValueError, match='Unknown qkv_proj "conv"'):
-        CvT(TINY, qkv_proj='conv')
+        CvT(tiny_arch, qkv_proj='conv')
     with pytest.raises(ValueError, match='Unknown patch_embed "foo"'):
-        CvT(TINY, patch_embed='foo')
+        CvT(tiny_arch, patch_embed='foo')
     with pytest.raises(ValueError, match=r'patch_sizes needs one entry per '
                        r'stage \(3\)'):
-        CvT(TINY, patch_sizes=(7, 3))
+        CvT(tiny_arch, patch_sizes=(7, 3))
     with pytest.raises(ValueError, match='divisible by num_heads'):
-        CvT(dict(TINY, num_heads=[3, 2, 3]))
+        CvT(dict(tiny_arch, num_heads=[3, 2, 3]))
     with pytest.raises(ValueError, match=r'Stage 1: the q projection .* '
                        r'use stride_q=1'):
-        CvT(TINY, stride_q=(1, 2, 1))
+        CvT(tiny_arch, stride_q=(1, 2, 1))
     with pytest.raises(ValueError, match='must keep the token grid'):
-        CvT(TINY, proj_kernel=5)  # needs proj_padding_q=2
-    CvT(TINY, proj_kernel=5, proj_padding_q=2, proj_padding_kv=2)
+        CvT(tiny_arch, proj_kernel=5)  # needs proj_padding_q=2
+    CvT(tiny_arch, proj_kernel=5, proj_padding_q=2, proj_padding_kv=2)
     with pytest.raises(ValueError, match='norm_cfg type "LN" only'):
-        CvT(TINY, norm_cfg=dict(type='BN'))
+        CvT(tiny_arch, norm_cfg=dict(type='BN'))
     with pytest.raises(ValueError, match='Unknown act_cfg type'):
-        CvT(TINY, act_cfg=dict(type='NoSuchAct'))
+        CvT(tiny_arch, act_cfg=dict(type='NoSuchAct'))
 
 
 @pytest.mark.parametrize('kwargs,match', [
@@ -713,21 +679,21 @@ def test_error_options():
     (dict(in_channels=0), 'in_channels must be a positive int'),
     (dict(in_channels=2.5), 'in_channels must be a positive int'),
 ])
-def test_error_bad_rates_and_channels(kwargs, match):
+def test_error_bad_rates_and_channels(tiny_arch, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        CvT(TINY, **kwargs)
+        CvT(tiny_arch, **kwargs)
 
 
 @pytest.mark.parametrize('dtype', [torch.uint8, torch.int64])
-def test_error_integer_input(dtype):
-    model = CvT(TINY).eval()
+def test_error_integer_input(tiny_arch, dtype):
+    model = CvT(tiny_arch).eval()
     x = torch.zeros(1, 3, 32, 32, dtype=dtype)
     with pytest.raises(TypeError, match='floating-point image tensor'):
         model(x)
 
 
-def test_error_input_dtype_differs_from_weights():
-    model = CvT(TINY).eval()
+def test_error_input_dtype_differs_from_weights(tiny_arch):
+    model = CvT(tiny_arch).eval()
     with pytest.raises(TypeError, match=r'torch.float64 but its weights are '
                        r'torch.float32.*x.to\(torch.float32\)'):
         model(torch.zeros(1, 3, 32, 32, dtype=torch.float64))
@@ -743,27 +709,27 @@ def test_error_input_dtype_differs_from_weights():
             model(torch.zeros(1, 3, 32, 32, dtype=torch.float64))
 
 
-def test_load_shape_mismatch_is_an_error(tmp_path):
+def test_load_shape_mismatch_is_an_error(tiny_arch, tiny_cvt, tmp_path):
     """A checkpoint tensor of another shape does not leave that layer at
     its random initialisation with only a log line."""
-    source = _tiny()
+    source = tiny_cvt()
     sd = {'backbone.' + k: v for k, v in source.state_dict().items()}
     key = 'backbone.stages.1.blocks.0.mlp.fc1.weight'
     sd[key] = torch.zeros(64, 32)  # this arch has mlp_ratio 4: (128, 32)
     path = tmp_path / 'ckpt.pth'
     torch.save({'state_dict': sd}, path)
-    model = CvT(TINY, init_cfg=dict(type='Pretrained', checkpoint=str(path),
-                                    prefix='backbone.'))
+    model = CvT(tiny_arch, init_cfg=dict(
+        type='Pretrained', checkpoint=str(path), prefix='backbone.'))
     with pytest.raises(ValueError, match=r'stages\.1\.blocks\.0\.mlp\.fc1'
                        r'\.weight: checkpoint \(64, 32\), model \(128, 32\)'):
         model.init_weights()
 
 
-def test_load_resizes_pos_embed():
+def test_load_resizes_pos_embed(tiny_arch):
     """Position embeddings trained at one size load into a model built for
     another (bicubically resized), as for fine-tuning 224 -> 384."""
-    src = CvT(TINY, pos_embed=True, img_size=64)
-    dst = CvT(TINY, pos_embed=True, img_size=96)
+    src = CvT(tiny_arch, pos_embed=True, img_size=64)
+    dst = CvT(tiny_arch, pos_embed=True, img_size=96)
     sd = src.state_dict()
     assert sd['stages.0.pos_embed'].shape[1] == 16 * 16
     missing, unexpected = dst.load_state_dict(sd, strict=True)
@@ -774,25 +740,25 @@ def test_load_resizes_pos_embed():
         resize_pos_embed(sd['stages.0.pos_embed'], (16, 16), (24, 24)))
 
 
-def test_error_wrong_channels():
-    model = CvT(TINY)
+def test_error_wrong_channels(tiny_arch):
+    model = CvT(tiny_arch)
     with pytest.raises(ValueError, match=r'expected in_channels=3 input '
                        r'channels, got 1'):
         model(torch.zeros(1, 1, 64, 64))
     with pytest.raises(ValueError, match=r'\(B, C, H, W\)'):
         model(torch.zeros(3, 64, 64))
-    model = CvT(TINY, in_channels=1)
+    model = CvT(tiny_arch, in_channels=1)
     assert model(torch.zeros(1, 1, 64, 64))[0].shape == (1, 48)
 
 
-def test_error_too_small():
-    model = CvT(TINY).eval()
+def test_error_too_small(tiny_arch):
+    model = CvT(tiny_arch).eval()
     assert model.min_input_size() == 3
     model(torch.zeros(1, 3, 3, 3))  # the smallest input works
     with pytest.raises(ValueError, match=r'2x64 is too small: stage 0 .*'
                        r'minimum input size is 3x3'):
         model(torch.zeros(1, 3, 2, 64))
-    patch = CvT(TINY, patch_embed='patch').eval()
+    patch = CvT(tiny_arch, patch_embed='patch').eval()
     assert patch.min_input_size() == 16
     with pytest.raises(ValueError, match=r'stage 2 .*minimum input size is '
                        r'16x16'):

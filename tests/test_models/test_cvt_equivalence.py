@@ -8,6 +8,7 @@ the official QuickGELU, BatchNorm statistics randomised) is converted with
 import pytest
 import torch
 import torch.nn as nn
+
 # a pinned test dependency: imported plainly, so a broken install fails
 import transformers
 

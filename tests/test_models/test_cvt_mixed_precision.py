@@ -18,12 +18,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmcvt.models.backbones.cvt import DWConvBN
-from mmcvt.models.layers import Path, select_path
+from mmcvt.models.layers import Path, decide_plan, kernels
 from mmcvt.models.layers import fast_paths as fp
+from mmcvt.models.layers import torch_internals as ti
 from mmcvt.models.layers.basic import LayerNorm
-
-from .test_cvt import _img
-from .test_cvt_fast_paths import _pair
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -42,7 +40,7 @@ def test_attention_chunked_is_the_reference_attention(monkeypatch, chunk,
     """fp32: outputs and q/k/v gradients equal the explicit formulation for
     any chunking (whole, row chunks, groups of heads, one row per chunk),
     with and without autograd."""
-    monkeypatch.setattr(fp, 'ATTN_CHUNK_ELEMENTS', chunk)
+    monkeypatch.setattr(kernels, 'ATTN_CHUNK_ELEMENTS', chunk)
     B, nh, Tq, Tkv = shape
     gen = torch.Generator().manual_seed(0)
     q = torch.randn(B, nh, Tq, 8, generator=gen, requires_grad=True)
@@ -51,9 +49,9 @@ def test_attention_chunked_is_the_reference_attention(monkeypatch, chunk,
     scale = 24**-0.5
     want = _reference_attention(q, k, v, scale)
     with torch.no_grad():
-        torch.testing.assert_close(fp.attention_chunked(q, k, v, scale),
+        torch.testing.assert_close(kernels.attention_chunked(q, k, v, scale),
                                    want, rtol=1e-5, atol=1e-6)
-    got = fp.attention_chunked(q, k, v, scale)
+    got = kernels.attention_chunked(q, k, v, scale)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     g = torch.randn(want.shape, generator=gen)
     grads = torch.autograd.grad((got * g).sum(), (q, k, v))
@@ -73,34 +71,34 @@ def test_attention_chunked_in_bf16_is_the_official_rounding():
     qb, kb, vb = (t.bfloat16() for t in (q, k, v))
     with torch.autocast('cpu', dtype=torch.bfloat16):
         official = _reference_attention(qb, kb, vb, scale)
-        got = fp.attention_chunked(qb, kb, vb, scale)
+        got = kernels.attention_chunked(qb, kb, vb, scale)
     assert got.dtype == torch.bfloat16
     scale_out = exact.abs().max()
     assert (got.float() - official.float()).abs().max() < 0.02 * scale_out
     assert (got.float() - exact).abs().max() < 0.02 * scale_out
 
 
-def test_bf16_cpu_inference_path(monkeypatch):
+def test_bf16_cpu_inference_path(cvt_pair, img, monkeypatch):
     """Under CPU bf16 autocast, inference takes the oneDNN path where the
     CPU has native bf16 (fused linears in bf16, chunked explicit attention),
     and the outputs match the official formulation under the same
     autocast to bf16 precision."""
     calls = []
-    chunked = fp.attention_chunked
+    chunked = kernels.attention_chunked
 
     def spy(q, *args, **kwargs):
         calls.append(q.dtype)
         return chunked(q, *args, **kwargs)
 
-    monkeypatch.setattr(fp, 'attention_chunked', spy)
-    fast, ref = _pair(out_indices=(0, 1, 2), out_type='featmap')
+    monkeypatch.setattr(kernels, 'attention_chunked', spy)
+    fast, ref = cvt_pair(out_indices=(0, 1, 2), out_type='featmap')
     fast.eval(), ref.eval()
-    x = _img(2, 3, 64, 48)
+    x = img(2, 3, 64, 48)
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
-        onednn = select_path(x, True) is Path.ONEDNN_INFER
+        onednn = decide_plan(x, True, []).path is Path.ONEDNN_INFER
         outs_f, outs_r = fast(x), ref(x)
-    native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    assert onednn == (fp._HAS_ONEDNN_LINEAR and native_bf16)
+    native_bf16 = ti.native_bf16_matmul()
+    assert onednn == (ti.onednn_linear_usable() and native_bf16)
     # one attention per block, in bf16 (where bf16 matmuls are native)
     assert calls == [torch.bfloat16] * sum(fast.depths) * native_bf16
     for a, b in zip(outs_f, outs_r):
@@ -152,7 +150,7 @@ def test_recomputing_projection_kernel_under_autocast_is_bn_conv():
     x = torch.randn(2, 8, 12, 12).bfloat16().requires_grad_()
     x_ref = x.detach().clone().requires_grad_()
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        out = fp.dw_conv_bn_train(x, proj.conv, proj.bn)
+        out = kernels.dw_conv_bn_train(x, proj.conv, proj.bn)
         want = ref.bn(ref.conv(x_ref))
     assert out.dtype == want.dtype == torch.bfloat16
     torch.testing.assert_close(out, want, rtol=0, atol=0)
@@ -176,22 +174,24 @@ def test_syncbn_without_synchronisation_takes_the_fast_paths(monkeypatch):
     seg configs, ``sync_bn='torch'``) computes plain BatchNorm: training
     recomputes it, eval folds it, with the reference path's results."""
     recomputed, folded = [], []
-    kernel, fold = fp.dw_conv_bn_train, fp.fold_bn
-    monkeypatch.setattr(fp, 'dw_conv_bn_train',
+    kernel, fold = kernels.dw_conv_bn_train, kernels.fold_bn
+    monkeypatch.setattr(kernels, 'dw_conv_bn_train',
                         lambda *a: recomputed.append(1) or kernel(*a))
-    monkeypatch.setattr(fp, 'fold_bn', lambda *a: folded.append(1) or fold(*a))
+    monkeypatch.setattr(kernels, 'fold_bn',
+                        lambda *a: folded.append(1) or fold(*a))
     proj, ref = _proj()
     proj = nn.SyncBatchNorm.convert_sync_batchnorm(proj)
     ref = nn.SyncBatchNorm.convert_sync_batchnorm(ref)
-    ref.fused = False
     assert type(proj.bn) is nn.SyncBatchNorm
     x = torch.randn(2, 8, 12, 12, requires_grad=True)
-    torch.testing.assert_close(proj(x), ref(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        proj(x, decide_plan(x, True, [])), ref(x), rtol=1e-5, atol=1e-5)
     assert recomputed == [1]
     torch.testing.assert_close(proj.bn.running_var, ref.bn.running_var)
     proj.eval(), ref.eval()
     with torch.no_grad():
-        torch.testing.assert_close(proj(x), ref(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            proj(x, decide_plan(x, True, [])), ref(x), rtol=1e-5, atol=1e-5)
     assert folded == [1] and recomputed == [1]
 
 
@@ -219,8 +219,7 @@ def test_explicit_attention_is_chosen_where_it_wins(monkeypatch):
     EXPLICIT_TRAIN_MAX_KEYS keys (it keeps the probabilities for the
     backward, the flash kernel none: at 800x1333 that would be
     gigabytes)."""
-    monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
-                        lambda: True)
+    monkeypatch.setattr(ti, 'native_bf16_matmul', lambda: True)
     limit = fp.EXPLICIT_TRAIN_MAX_KEYS
     q = torch.zeros(1, 1, 4, 8, dtype=torch.bfloat16, requires_grad=True)
     small, large = (torch.zeros(1, 1, n, 8, dtype=torch.bfloat16)
@@ -230,8 +229,7 @@ def test_explicit_attention_is_chosen_where_it_wins(monkeypatch):
     with torch.no_grad():
         assert fp.explicit_attention_wins(q, large)
     assert not fp.explicit_attention_wins(q.detach().float(), small.float())
-    monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
-                        lambda: False)
+    monkeypatch.setattr(ti, 'native_bf16_matmul', lambda: False)
     with torch.no_grad():
         assert not fp.explicit_attention_wins(q, small)
 
@@ -268,15 +266,15 @@ def test_fp16_mlp_is_quick_gelu_where_quick_gelu_is_finite(mode, grad):
     else:
         ctx = torch.autocast('cpu', dtype=torch.float16)
     ref = copy.deepcopy(mlp)
-    ref.fused = False
     x = x.requires_grad_(grad)
     xr = x.detach().clone().requires_grad_(grad)
     with ctx, torch.set_grad_enabled(grad):
         fc1 = ref.fc1(xr)
         assert fc1.dtype == torch.float16
         assert fc1.abs().max() > 65504 / 1.702  # 1.702 y overflows here
-        want, got = ref(xr), mlp(x)
-    assert mlp.path(x) is not Path.REFERENCE
+        plan = decide_plan(x, True, [])
+        want, got = ref(xr), mlp(x, plan)
+    assert plan.fast and plan.dtype == torch.float16
     assert torch.isfinite(want).all()
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got, want, rtol=0, atol=0)
@@ -305,9 +303,8 @@ def test_bf16_keeps_the_folded_mlp_and_its_range():
     assert not fp.folds_quick_gelu_alpha(torch.float16)
     mlp, x = _mlp_with_large_activations()
     ref = copy.deepcopy(mlp)
-    ref.fused = False
     with torch.autocast('cpu', dtype=torch.bfloat16), torch.no_grad():
-        want, got = ref(x), mlp(x)
+        want, got = ref(x), mlp(x, decide_plan(x, True, []))
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got.float(), want.float(), rtol=2e-2,
                                atol=2e-2 * want.abs().max().item())
@@ -319,9 +316,10 @@ def test_quick_gelu_backward_is_autograds():
     y = torch.randn(1000, dtype=torch.float64) * 4
     y.requires_grad_(True)
     g = torch.randn_like(y)
-    (fp.quick_gelu(y) * g).sum().backward()
-    torch.testing.assert_close(fp.quick_gelu_backward(g, y.detach()), y.grad)
+    (kernels.quick_gelu(y) * g).sum().backward()
+    torch.testing.assert_close(kernels.quick_gelu_backward(g, y.detach()),
+                               y.grad)
     big = torch.tensor([45000., -45000., 30000.], dtype=torch.float16)
-    grad = fp.quick_gelu_backward(torch.ones_like(big), big)
+    grad = kernels.quick_gelu_backward(torch.ones_like(big), big)
     assert torch.isfinite(grad).all()
     assert grad.tolist() == [1., 0., 1.]

@@ -7,15 +7,9 @@ import torch
 
 from mmcvt.models import CvT
 
-TINY = dict(
-    embed_dims=[16, 32, 48],
-    num_heads=[1, 2, 3],
-    depths=[1, 1, 1],
-    drop_path_rates=[0., 0., 0.])
-
 
 @pytest.mark.parametrize('toolkit', ['mmpretrain', 'mmdet', 'mmseg'])
-def test_build_from_toolkit_scope(toolkit):
+def test_build_from_toolkit_scope(tiny_arch, toolkit):
     try:
         importlib.import_module(f'{toolkit}.models')
         registry = importlib.import_module(f'{toolkit}.registry')
@@ -26,7 +20,7 @@ def test_build_from_toolkit_scope(toolkit):
     model = registry.MODELS.build(
         dict(
             type='mmcvt.CvT',
-            arch=TINY,
+            arch=tiny_arch,
             out_indices=(0, 1, 2),
             out_type='featmap'))
     assert isinstance(model, CvT)

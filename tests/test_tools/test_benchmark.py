@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 import torch
+
 # a pinned test dependency: imported plainly, so a broken install fails
 import transformers  # noqa: F401
 

@@ -11,17 +11,20 @@ import pytest
 import torch
 
 from mmcvt.models import CvT
-from mmcvt.models.utils import (convert_hf_to_mmcvt,
-                                convert_official_to_mmcvt, detect_format,
-                                infer_arch)
+from mmcvt.models.utils import (
+    convert_hf_to_mmcvt,
+    convert_official_to_mmcvt,
+    detect_format,
+    infer_arch,
+)
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 CLI = osp.join(ROOT, 'tools', 'model_converters', 'cvt_to_mmcvt.py')
-TINY = dict(
-    embed_dims=[16, 32, 48],
-    num_heads=[1, 2, 3],
-    depths=[1, 2, 3],  # HF CvtStage needs depth[i] > i (an HF indexing bug)
-    drop_path_rates=[0., 0., 0.])
+@pytest.fixture
+def hf_arch(tiny_arch):
+    """The tiny arch as transformers' CvtStage builds it: depth[i] > i (an
+    HF indexing bug), no stochastic depth."""
+    return dict(tiny_arch, depths=[1, 2, 3], drop_path_rates=[0., 0., 0.])
 
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
@@ -68,13 +71,13 @@ def _official_cvt13(seed=0):
     }
 
 
-def _hf_tiny():
+def _hf_tiny(arch):
     import transformers
     torch.manual_seed(0)
     config = transformers.CvtConfig(
-        embed_dim=TINY['embed_dims'],
-        num_heads=TINY['num_heads'],
-        depth=TINY['depths'],
+        embed_dim=arch['embed_dims'],
+        num_heads=arch['num_heads'],
+        depth=arch['depths'],
         num_labels=10)
     return transformers.CvtForImageClassification(config).eval()
 
@@ -118,8 +121,8 @@ def _lazy_checkpoint(arch):
 # ---------------------------------------------------------------------------
 
 
-def test_convert_official_keys():
-    model = CvT(TINY)
+def test_convert_official_keys(hf_arch):
+    model = CvT(hf_arch)
     official = _official_from(model)
     assert detect_format(official) == 'official'
     out = convert_official_to_mmcvt(official)
@@ -136,12 +139,12 @@ def test_convert_official_keys():
     assert list(convert_official_to_mmcvt(wrapped)) == list(out)
 
 
-def test_convert_hf_keys():
-    hf = _hf_tiny()
+def test_convert_hf_keys(hf_arch):
+    hf = _hf_tiny(hf_arch)
     sd = hf.state_dict()
     assert detect_format(sd) == 'hf'
     out = convert_hf_to_mmcvt(sd)
-    model = CvT(TINY)
+    model = CvT(hf_arch)
     expected = {'backbone.' + k for k in model.state_dict()}
     assert set(out) == expected | {'head.fc.weight', 'head.fc.bias'}
     pre = 'cvt.encoder.stages.2.layers.1.attention.attention.'
@@ -163,8 +166,8 @@ def test_convert_hf_keys():
     }
 
 
-def test_convert_errors():
-    official = _official_from(CvT(TINY))
+def test_convert_errors(hf_arch):
+    official = _official_from(CvT(hf_arch))
     with pytest.raises(ValueError, match=r"Unexpected keys.*'foo.bar'"):
         convert_official_to_mmcvt(dict(official, **{'foo.bar': torch.ones(1)}))
     broken = dict(official)
@@ -215,8 +218,8 @@ def test_infer_arch_of_zoo():
 # ---------------------------------------------------------------------------
 
 
-def test_cli_official(tmp_path):
-    official = _official_from(CvT(TINY))
+def test_cli_official(hf_arch, tmp_path):
+    official = _official_from(CvT(hf_arch))
     src, dst = tmp_path / 'official.pth', tmp_path / 'out.pth'
     torch.save(official, src)
     res = _run(src, dst)
@@ -237,15 +240,15 @@ def test_cli_official(tmp_path):
             new = 'backbone.' + k
         torch.testing.assert_close(sd[new], v, rtol=0, atol=0)
     # the result loads into the backbone (mmpretrain prefix) and a wrapper
-    model = CvT(TINY, init_cfg=dict(type='Pretrained', checkpoint=str(dst),
+    model = CvT(hf_arch, init_cfg=dict(type='Pretrained', checkpoint=str(dst),
                                     prefix='backbone.'))
     model.init_weights()
     torch.testing.assert_close(model.stages[1].blocks[0].attn.proj_k.weight,
                                official['stage1.blocks.0.attn.proj_k.weight'])
 
 
-def test_cli_hf_and_wrapped(tmp_path, capsys):
-    hf = _hf_tiny()
+def test_cli_hf_and_wrapped(hf_arch, tmp_path, capsys):
+    hf = _hf_tiny(hf_arch)
     sd = hf.state_dict()
     src, dst = tmp_path / 'pytorch_model.bin', tmp_path / 'out.pth'
     torch.save({'state_dict': sd}, src)
@@ -266,7 +269,7 @@ def test_cli_hf_and_wrapped(tmp_path, capsys):
     assert len(out) == len(sd)
 
 
-def test_cli_corrupt_file(tmp_path, capsys):
+def test_cli_corrupt_file(hf_arch, tmp_path, capsys):
     src = tmp_path / 'broken.pth'
     src.write_bytes(b'this is not a checkpoint' * 10)
     res = _run(src, tmp_path / 'out.pth')
@@ -280,7 +283,7 @@ def test_cli_corrupt_file(tmp_path, capsys):
     res = _run_inproc(capsys, src, tmp_path / 'out.pth')
     assert res.returncode != 0 and 'Unrecognised checkpoint' in res.stderr
     # truncated real checkpoint
-    torch.save(_official_from(CvT(TINY)), src)
+    torch.save(_official_from(CvT(hf_arch)), src)
     data = src.read_bytes()
     src.write_bytes(data[:len(data) // 2])
     res = _run_inproc(capsys, src, tmp_path / 'out.pth')
@@ -305,11 +308,12 @@ def test_cli_wrong_variant(tmp_path, capsys):
 # ---------------------------------------------------------------------------
 
 
-def test_pretrained_official_file(tmp_path):
-    official = _official_from(CvT(TINY))
+def test_pretrained_official_file(hf_arch, tmp_path):
+    official = _official_from(CvT(hf_arch))
     path = tmp_path / 'official.pth'
     torch.save(official, path)
-    model = CvT(TINY, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model = CvT(hf_arch,
+                init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     model.init_weights()
     for key in ('stage2.cls_token', 'stage0.patch_embed.proj.weight',
                 'stage2.blocks.1.attn.conv_proj_q.bn.running_mean',
@@ -318,9 +322,9 @@ def test_pretrained_official_file(tmp_path):
         torch.testing.assert_close(model.state_dict()[new], official[key])
 
 
-def test_load_hf_state_dict_directly():
-    hf = _hf_tiny()
-    model = CvT(TINY)
+def test_load_hf_state_dict_directly(hf_arch):
+    hf = _hf_tiny(hf_arch)
+    model = CvT(hf_arch)
     result = model.load_state_dict(hf.state_dict(), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     torch.testing.assert_close(
@@ -329,7 +333,7 @@ def test_load_hf_state_dict_directly():
                         'convolution_embeddings.normalization.bias'])
 
 
-def test_load_wrong_variant_names_it(tmp_path):
+def test_load_wrong_variant_names_it(hf_arch, tmp_path):
     path = tmp_path / 'cvt21.pth'
     torch.save(_lazy_checkpoint('21'), path)
     model = CvT('13', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
@@ -339,13 +343,13 @@ def test_load_wrong_variant_names_it(tmp_path):
     with pytest.raises(ValueError, match=r'looks like CvT-W24'):
         model.load_state_dict(_lazy_checkpoint('w24'), strict=False)
     with pytest.raises(ValueError, match=r'looks like a custom CvT'):
-        CvT(TINY).load_state_dict(
+        CvT(hf_arch).load_state_dict(
             {'stages.0.patch_embed.proj.weight': torch.zeros(8, 3, 7, 7)},
             strict=False)
 
 
-def test_load_reports_missing_and_unexpected_keys():
-    model = CvT(TINY)
+def test_load_reports_missing_and_unexpected_keys(hf_arch):
+    model = CvT(hf_arch)
     sd = model.state_dict()
     del sd['stages.1.blocks.0.norm2.bias']
     sd['stages.1.blocks.0.extra'] = torch.ones(1)

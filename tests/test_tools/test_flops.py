@@ -46,7 +46,8 @@ def test_attention_grows_with_the_square_of_the_tokens():
 
 def test_dense_config_counts_the_backbone_at_any_shape():
     result, = _tool().main([
-        osp.join(ROOT, 'configs', 'cvt_det', 'mask-rcnn_cvt-13_fpn_1x_coco.py'),
+        osp.join(ROOT, 'configs', 'cvt_det',
+                 'mask-rcnn_cvt-13_fpn_1x_coco.py'),
         '--shape', '800', '1333'
     ])
     assert [s["grid"] for s in result["stages"]] == [(200, 333), (100, 167),

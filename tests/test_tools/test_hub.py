@@ -12,9 +12,9 @@ import re
 import subprocess
 import sys
 
+import mmengine
 import numpy as np
 import pytest
-import mmengine
 import torch
 import transformers
 from mmengine.config import Config
@@ -247,8 +247,13 @@ def test_other_variants_default_to_their_hub_model(config, repo):
 def test_get_model_by_name_matches_transformers(hub, weights):
     """The model-index names work with mmpretrain's own APIs; the logits
     equal transformers' on the same file (QuickGELU swapped in)."""
-    from mmpretrain import (FeatureExtractor, ImageClassificationInferencer,
-                            get_model, inference_model, list_models)
+    from mmpretrain import (
+        FeatureExtractor,
+        ImageClassificationInferencer,
+        get_model,
+        inference_model,
+        list_models,
+    )
     assert 'cvt-13_in1k' in list_models('cvt*')
     model = get_model('cvt-13_in1k', pretrained=True).eval()
     ref = weights['hf']

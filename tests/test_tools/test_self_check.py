@@ -10,12 +10,12 @@ import sys
 
 import pytest
 import torch
+
 # a pinned test dependency: imported plainly, so a broken install fails
 import transformers  # noqa: F401
 
 from mmcvt.models.layers import fast_paths as fp
 from mmcvt.utils import self_check
-
 from .tool_module import load_tool
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')

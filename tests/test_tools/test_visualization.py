@@ -11,13 +11,10 @@ from PIL import Image
 import mmcvt  # noqa: F401
 from mmcvt.models import CvT
 from mmcvt.utils import visualization as vis
-
 from .tool_module import load_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = osp.join(ROOT, 'configs', 'demo', 'cvt-tiny_digits.py')
-TINY = dict(embed_dims=[16, 32, 48], num_heads=[1, 2, 3], depths=[1, 1, 2],
-            drop_path_rates=[0., 0., 0.])
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -41,9 +38,9 @@ def _explicit_attention(attn, x, hw):
     return torch.softmax(q @ k.transpose(-1, -2) * attn.embed_dims**-0.5, -1)
 
 
-def test_attention_maps_are_the_layers_softmax():
+def test_attention_maps_are_the_layers_softmax(tiny_arch):
     torch.manual_seed(0)
-    model = CvT(TINY).eval()
+    model = CvT(tiny_arch).eval()
     model.init_weights()
     x = torch.randn(2, 3, 72, 56)
     inputs = {}
@@ -64,7 +61,7 @@ def test_attention_maps_are_the_layers_softmax():
         torch.testing.assert_close(a.sum(-1), torch.ones_like(a[..., 0]))
     for i, stage in enumerate(model.stages):
         last = [m for m in infos if m['stage'] == i][-1]
-        xin, hw = inputs[i]
+        xin, hw = inputs[i][:2]  # (tokens, hw_shape, plan)
         with torch.no_grad():
             want = _explicit_attention(stage.blocks[-1].attn, xin, hw)
         torch.testing.assert_close(last['attn'], want, rtol=1e-5, atol=1e-6)

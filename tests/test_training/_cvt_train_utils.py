@@ -232,9 +232,10 @@ def save_tiny_backbone_checkpoint(path, value=0.125):
     """A classifier checkpoint (mmpretrain layout) with the tiny backbone,
     whose stage-0 token-embedding weights are all ``value`` (a marker the
     fine-tuning test looks for), and a 5-class head."""
-    import mmcvt  # noqa: F401
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
+
+    import mmcvt  # noqa: F401
     init_default_scope('mmpretrain')
     model = MODELS.build(
         dict(

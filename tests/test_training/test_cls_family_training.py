@@ -11,14 +11,20 @@ import os.path as osp
 
 import pytest
 import torch
-from _cvt_train_utils import (CONFIG_DIR, save_tiny_backbone_checkpoint,
-                              shrink_config, write_cifar, write_flowers102,
-                              write_imagenet, write_imagenet21k,
-                              write_oxford_pets)
-
-import mmcvt  # noqa: F401
+from _cvt_train_utils import (
+    CONFIG_DIR,
+    save_tiny_backbone_checkpoint,
+    shrink_config,
+    write_cifar,
+    write_flowers102,
+    write_imagenet,
+    write_imagenet21k,
+    write_oxford_pets,
+)
 from mmengine.config import Config
 from mmengine.runner import Runner
+
+import mmcvt  # noqa: F401
 
 WRITERS = {
     'imagenet': write_imagenet,

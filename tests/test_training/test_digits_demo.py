@@ -5,11 +5,11 @@ import os.path as osp
 
 import numpy as np
 from _cvt_train_utils import CONFIG_DIR, PYTHON, run_tool
+from mmengine.config import Config
+from mmengine.runner import Runner
 from PIL import Image
 
 import mmcvt  # noqa: F401
-from mmengine.config import Config
-from mmengine.runner import Runner
 
 DEMO = osp.join(CONFIG_DIR, 'demo', 'cvt-tiny_digits.py')
 CONVERTER = 'tools/dataset_converters/prepare_digits.py'

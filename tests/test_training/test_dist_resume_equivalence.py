@@ -35,8 +35,13 @@ and only stochastic depth is off, since RNG streams are not checkpointed.
 import os.path as osp
 import socket
 
-from _cvt_train_utils import (CONFIG_DIR, PYTHON, load_state, max_abs_diff,
-                              run_tool)
+from _cvt_train_utils import (
+    CONFIG_DIR,
+    PYTHON,
+    load_state,
+    max_abs_diff,
+    run_tool,
+)
 
 DEMO = osp.join(CONFIG_DIR, 'demo', 'cvt-tiny_digits.py')
 

@@ -21,8 +21,12 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 from mmengine.config import Config, DictAction  # noqa: E402
 
 import mmcvt  # noqa: E402,F401
-from mmcvt.utils.data_check import (ERRORS, DataNotFoundError,  # noqa: E402
-                                    check_data_roots, check_dataset)
+from mmcvt.utils.data_check import (  # noqa: E402
+    ERRORS,
+    DataNotFoundError,
+    check_data_roots,
+    check_dataset,
+)
 
 LABELS = dict(unreadable='unreadable images',
               unknown_category='annotations of unknown categories (dropped)',

@@ -3,7 +3,8 @@
 """Multiply-accumulates and parameters of a CvT config at any input size,
 per stage, attention matmuls included (and shown apart).
 
-    python tools/analysis/get_flops.py configs/cvt/cvt-13_imagenet.py --shape 224
+    python tools/analysis/get_flops.py configs/cvt/cvt-13_imagenet.py \\
+        --shape 224
     python tools/analysis/get_flops.py CONFIG --shape 800 1333 --shape 512
 
 For an mmpretrain config the total is the whole classifier (backbone +

@@ -22,7 +22,8 @@ it. The same arguments always give the same files.
 
 Usage::
 
-    python tools/dataset_converters/prepare_digit_scenes.py [--out data/digit_scenes]
+    python tools/dataset_converters/prepare_digit_scenes.py \\
+        [--out data/digit_scenes]
 """
 import argparse
 import json

@@ -8,8 +8,8 @@ SRC is a torch file (``.pth``/``.pt``/``.bin``; a bare state dict or one
 wrapped as ``{'state_dict': ...}`` / ``{'model': ...}``), a ``.safetensors``
 file or a hub model (``hf://microsoft/cvt-13``). DST receives
 ``{'state_dict': converted, 'meta': {...}}``, or, for a ``.safetensors``
-DST, the converted tensors with the meta as string metadata. The conversion logic lives in
-``mmcvt/models/utils/ckpt_convert.py``.
+DST, the converted tensors with the meta as string metadata. The conversion
+logic lives in ``mmcvt/models/utils/ckpt_convert.py``.
 """
 import argparse
 import os.path as osp
@@ -23,8 +23,12 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 from mmcvt.checkpoint import HF_SCHEME, download, read_file  # noqa: E402
 from mmcvt.models import CvT  # noqa: E402
-from mmcvt.models.utils import (convert_checkpoint, detect_format,  # noqa
-                                infer_arch, unwrap)
+from mmcvt.models.utils import (  # noqa
+    convert_checkpoint,
+    detect_format,
+    infer_arch,
+    unwrap,
+)
 
 
 def parse_args(argv=None):

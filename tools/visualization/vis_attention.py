@@ -3,12 +3,14 @@
 """Pictures of what a CvT looks at, over the image at its own resolution.
 
     # the class token's attention in the last block (per head and averaged)
-    python tools/visualization/vis_attention.py CONFIG CHECKPOINT IMAGE --out attn.png
+    python tools/visualization/vis_attention.py CONFIG CHECKPOINT IMAGE \\
+        --out attn.png
     # the attention of the query at 40% height, 60% width in stage 0
     python tools/visualization/vis_attention.py CONFIG CHECKPOINT IMAGE \
         --stage 0 --query 0.4 0.6 --out query.png
     # every stage's feature map (first three principal components as RGB)
-    python tools/visualization/vis_attention.py CONFIG CHECKPOINT IMAGE --features --out feats.png
+    python tools/visualization/vis_attention.py CONFIG CHECKPOINT IMAGE \\
+        --features --out feats.png
 
 CHECKPOINT is a file or a hub model (``hf://microsoft/cvt-13``). The output is
 one PNG: the image, then the mean over heads and each head (attention), or

@@ -5,7 +5,8 @@
 # CvT-13-384x384-IN-22k weights on the HuggingFace hub, which are pre-trained
 # on ImageNet-22k AND already fine-tuned on ImageNet-1k at 384 (raw 22k
 # weights were never released). To start from your own 22k run instead, set
-# checkpoint='work_dirs/cvt-13_in21k/epoch_300.pth' (configs/cvt/cvt-13_in21k.py).
+# checkpoint='work_dirs/cvt-13_in21k/epoch_300.pth'
+# (configs/cvt/cvt-13_in21k.py).
 # Without position embeddings the backbone has no resolution-dependent
 # weights, so 224 weights would load as they are at 384 too.
 _base_ = './cvt-13.py'

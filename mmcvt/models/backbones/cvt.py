@@ -15,25 +15,34 @@ load through :mod:`mmcvt.models.utils.ckpt_convert`.
 
 The file reads like the paper: the convolutional token embedding, the
 convolutional projection, attention, MLP, the transformer block, a stage
-and the :class:`CvT` backbone. Each layer computes the official formulation
-(``Path.REFERENCE``) or, by default, the same function on a fast path
-(:meth:`CvT.set_fused`); the one question that picks the path, and the
-kernels behind it, are in :mod:`mmcvt.models.layers.fast_paths`.
+and the :class:`CvT` backbone. Each layer's forward is the official
+formulation plus one branch, ``if plan.fast:``, to the same function on a
+fast path. :meth:`CvT.forward` decides the :class:`~mmcvt.models.layers.Plan`
+once per forward (:func:`~mmcvt.models.layers.decide_plan`) and hands it
+down with ``hw_shape``; the fast forms, and every condition that picks one,
+are in :mod:`mmcvt.models.layers.fast_paths`. :meth:`CvT.set_fused` turns
+them off.
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.utils import to_2tuple
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmcvt.registry import MODELS
-from ..layers import (DropPath, Path, QuickGELU, build_activation, build_norm,
-                      resize_pos_embed, select_path)
+from ..layers import (
+    REFERENCE_PLAN,
+    DropPath,
+    Plan,
+    build_activation,
+    build_norm,
+    resize_pos_embed,
+)
 from ..layers import fast_paths as fp
 from ..layers.checkpoint import checkpoint
+from ..layers.kernels import conv_with_bn_folded
 from ..utils import cvt_spec
 from ..utils.ckpt_convert import adapt_state_dict
 from ..utils.cvt_spec import StageSpec
@@ -86,14 +95,10 @@ class ConvEmbed(nn.Module):
 class DWConvBN(nn.Module):
     """Depth-wise ``Conv2d`` + ``BatchNorm2d``: the ``'dw_bn'`` projection.
 
-    The reference path is ``bn(conv(x))``. With ``fused`` (the default) the
-    BatchNorm is folded into the convolution on the fly in eval mode (one
-    pass instead of two), and in training mode its input is recomputed in
-    the backward instead of stored (``fast_paths.DWConvBNTrainFn``, also
-    under AMP); the same function, parameters and state dict. A
-    ``SyncBatchNorm`` (``sync_bn='torch'``) takes the same paths, except
-    in training across several processes, where it reduces its statistics
-    as it is. :meth:`fuse` folds the BatchNorm permanently for deployment.
+    Its fast form (:func:`fast_paths.dw_conv_bn`) folds the BatchNorm into
+    the convolution in eval mode and recomputes its input in the backward
+    in training: the same function, parameters and state dict.
+    :meth:`fuse` folds the BatchNorm permanently for deployment.
     """
 
     def __init__(self, dims: int, kernel_size: int, stride: int,
@@ -108,37 +113,19 @@ class DWConvBN(nn.Module):
             groups=dims,
             bias=False)
         self.bn = nn.BatchNorm2d(dims)
-        # False: the reference path bn(conv(x))
-        self.fused = True
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv, bn = self.conv, self.bn
-        # deploy (bn is an Identity) runs as it is
-        path = select_path(x, self.fused and fp.is_plain_bn(bn), conv, bn)
-        if path in (Path.REFERENCE, Path.STANDARD):
-            return bn(conv(x))
-        if (path is Path.FUSED_TRAIN and x.device.type == 'cpu'
-                and fp.autocast_active(x)):
-            # CPU mixed-precision training: the depth-wise conv is cheap in
-            # fp32, but its half-precision backward is the slowest kernel of
-            # a bf16 step (a quarter of it); the linears after it cast again
-            with torch.autocast('cpu', enabled=False):
-                return self.forward(x.float())
-        if bn.training or bn.running_mean is None:
-            # (a SyncBN that reduces over processes now runs as it is)
-            if path is Path.FUSED_TRAIN and fp.can_recompute_bn(conv, bn):
-                return fp.dw_conv_bn_train(x, conv, bn)
-            return bn(conv(x))
-        weight, bias = fp.fold_bn(conv, bn)
-        return F.conv2d(x, weight, bias, conv.stride, conv.padding,
-                        conv.dilation, conv.groups)
+    def forward(self, x: torch.Tensor,
+                plan: Plan = REFERENCE_PLAN) -> torch.Tensor:
+        if plan.fast:
+            return fp.dw_conv_bn(self.conv, self.bn, x, plan)
+        return self.bn(self.conv(x))  # (B, C, H, W) -> (B, C, H', W')
 
     @torch.no_grad()
     def fuse(self) -> None:
         """Fold ``bn`` (running statistics) into ``conv``; ``bn`` becomes an
         ``Identity``."""
         if not isinstance(self.bn, nn.Identity):
-            self.conv = fp.conv_with_bn_folded(self.conv, self.bn)
+            self.conv = conv_with_bn_folded(self.conv, self.bn)
             self.bn = nn.Identity()
 
 
@@ -159,6 +146,9 @@ def build_projection(qkv_proj: str, dims: int, kernel_size: int, stride: int,
 
 class ConvAttention(nn.Module):
     """Multi-head attention with convolutional projections of q, k and v.
+
+    Its fast form (:func:`fast_paths.attention`) is SDPA, or a chunked
+    explicit attention where that is faster.
 
     Args:
         embed_dims (int): Token width (in and out).
@@ -199,9 +189,6 @@ class ConvAttention(nn.Module):
         # The official scale uses the FULL width, not the head width.
         self.scale = embed_dims**-0.5
         self.with_cls_token = with_cls_token
-        self.attn_drop = attn_drop
-        # False: explicit softmax(q k^T * scale) v (reference path)
-        self.fused = True
 
         self.conv_proj_q = build_projection(
             'linear' if qkv_proj == 'avg' else qkv_proj, embed_dims,
@@ -215,44 +202,40 @@ class ConvAttention(nn.Module):
         self.proj_k = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
         self.proj_v = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
 
+        self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
 
     @staticmethod
-    def _conv_project(proj: Optional[nn.Module],
-                      x: torch.Tensor) -> torch.Tensor:
-        if proj is not None:
-            x = proj(x)  # (B, C, H, W) -> (B, C, H', W')
+    def _conv_project(proj: Optional[nn.Module], x: torch.Tensor,
+                      plan: Plan) -> torch.Tensor:
+        if isinstance(proj, DWConvBN):
+            x = proj(x, plan)  # (B, C, H, W) -> (B, C, H', W')
+        elif proj is not None:
+            x = proj(x)
         return x.flatten(2).transpose(1, 2)  # (B, C, H', W') -> (B, H'*W', C)
-
-    @staticmethod
-    def _linear(layer: nn.Module, x: torch.Tensor,
-                path: Path) -> torch.Tensor:
-        if path is Path.ONEDNN_INFER and fp.is_plain_linear(layer):
-            return fp.fused_linear(x, layer.weight, layer.bias, onednn=True)
-        return layer(x)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         # (B, T, C) -> (B, T, nh, hd) -> (B, nh, T, hd)
         return x.unflatten(-1, (self.num_heads, self.head_dims)).transpose(
             1, 2)
 
-    def _qkv(self, x: torch.Tensor, hw_shape: Tuple[int, int],
-             path: Path) -> Tuple[torch.Tensor, ...]:
+    def qkv(self,
+            x: torch.Tensor,
+            hw_shape: Tuple[int, int],
+            plan: Plan = REFERENCE_PLAN) -> Tuple[torch.Tensor, ...]:
         """q, k and v, each ``(B, nh, T, hd)``: T = Tq for q, Tkv for k, v
         (with the class token first when there is one)."""
-        if path is Path.ONEDNN_INFER:
-            # bf16 autocast: cast once for the three projections, not per conv
-            x = x.to(fp.compute_dtype(x))
+        x = fp.qkv_input(x, plan)
         if self.with_cls_token:
             # (B, 1+H*W, C) -> (B, 1, C), (B, H*W, C)
             cls_token, x = x[:, :1], x[:, 1:]
         # (B, H*W, C) -> (B, C, H*W) -> (B, C, H, W); a view, no copy
         x = x.transpose(1, 2).unflatten(2, hw_shape)
 
-        q = self._conv_project(self.conv_proj_q, x)  # (B, Tq, C)
-        k = self._conv_project(self.conv_proj_k, x)  # (B, Tkv, C)
-        v = self._conv_project(self.conv_proj_v, x)  # (B, Tkv, C)
+        q = self._conv_project(self.conv_proj_q, x, plan)  # (B, Tq, C)
+        k = self._conv_project(self.conv_proj_k, x, plan)  # (B, Tkv, C)
+        v = self._conv_project(self.conv_proj_v, x, plan)  # (B, Tkv, C)
 
         if self.with_cls_token:
             # class token joins AFTER the conv projection: (B, 1+T, C)
@@ -262,7 +245,7 @@ class ConvAttention(nn.Module):
 
         # (B, T, C) -> (B, nh, T, hd)
         return tuple(
-            self._split_heads(self._linear(layer, t, path))
+            self._split_heads(fp.linear(layer, t, plan))
             for layer, t in ((self.proj_q, q), (self.proj_k, k),
                              (self.proj_v, v)))
 
@@ -272,43 +255,30 @@ class ConvAttention(nn.Module):
         """The attention of this layer's input ``x``: ``softmax(q k^T *
         scale)``, ``(B, nh, Tq, Tkv)``, as the reference path computes it
         (without dropout), for inspection."""
-        q, k, _ = self._qkv(x, hw_shape, Path.REFERENCE)
+        q, k, _ = self.qkv(x, hw_shape)
         return ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
 
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[int,
-                                                       int]) -> torch.Tensor:
-        path = select_path(x, self.fused)
-        q, k, v = self._qkv(x, hw_shape, path)
-
-        dropout_p = self.attn_drop if self.training else 0.
-        if path is Path.REFERENCE:
-            attn = (q @ k.transpose(-2, -1)) * self.scale  # (B, nh, Tq, Tkv)
-            attn = attn.softmax(dim=-1)
-            attn = F.dropout(attn, p=dropout_p)
-            x = attn @ v  # (B, nh, Tq, hd)
-        elif path is not Path.STANDARD and fp.explicit_attention_wins(q, k):
-            x = fp.attention_chunked(q, k, v, self.scale, dropout_p)
+    def forward(self,
+                x: torch.Tensor,
+                hw_shape: Tuple[int, int],
+                plan: Plan = REFERENCE_PLAN) -> torch.Tensor:
+        q, k, v = self.qkv(x, hw_shape, plan)  # (B, nh, T, hd)
+        if plan.fast:
+            x = fp.attention(q, k, v, self.scale, self.attn_drop, plan)
         else:
-            x = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=dropout_p, scale=self.scale)
-
+            attn = (q @ k.transpose(-2, -1)) * self.scale  # (B, nh, Tq, Tkv)
+            attn = self.attn_drop(attn.softmax(dim=-1))
+            x = attn @ v  # (B, nh, Tq, hd)
         x = x.transpose(1, 2).flatten(2)  # (B, nh, Tq, hd) -> (B, Tq, C)
-        x = self._linear(self.proj, x, path)
-        x = self.proj_drop(x)
-        return x
+        return self.proj_drop(fp.linear(self.proj, x, plan))
 
 
 class Mlp(nn.Module):
     """Two-layer MLP: ``fc1 -> act -> drop -> fc2 -> drop``.
 
-    With ``fused`` (the default) and QuickGELU, the MLP runs as
-    ``linear(silu(linear(x, a W1, a b1)), W2 / a, b2)`` with ``a = 1.702``:
-    the same function and parameters as ``fc2(QuickGELU(fc1(x)))`` (the
-    reference path, ``fused = False``), with one fused ``silu`` in place of
-    QuickGELU's three element-wise passes over the hidden tensor. The weight
-    scaling costs ``O(C^2)``, against ``O(N C^2)`` for the linears. In
-    training, ``silu`` is recomputed in the backward
-    (``fast_paths.SiluLinearFn``).
+    Its fast form (:func:`fast_paths.mlp`) computes QuickGELU between the
+    two linears as one fused ``silu`` with ``a = 1.702`` folded into the
+    weights, recomputed in the backward.
     """
 
     def __init__(self, in_features: int, hidden_features: int, act_cfg: dict,
@@ -318,72 +288,13 @@ class Mlp(nn.Module):
         self.act = build_activation(act_cfg)
         self.fc2 = nn.Linear(hidden_features, in_features)
         self.drop = nn.Dropout(drop)
-        # False: the reference path fc2(act(fc1(x)))
-        self.fused = True
 
-    @property
-    def folds_quick_gelu(self) -> bool:
-        """Whether the layers allow the folded ``silu`` paths: QuickGELU
-        between two plain ``nn.Linear`` (not wrapped, e.g. by LoRA)."""
-        return (self.fused and type(self.act) is QuickGELU
-                and type(self.fc1) is nn.Linear
-                and type(self.fc2) is nn.Linear)
-
-    def path(self, x: torch.Tensor) -> Path:
-        """The path :meth:`forward` takes for ``x``."""
-        return select_path(x, self.folds_quick_gelu, self.fc1, self.act,
-                           self.fc2)
-
-    def folded_weights(self,
-                       dtype: Optional[torch.dtype] = None
-                       ) -> Tuple[torch.Tensor, ...]:
-        """``(a W1, a b1, W2 / a, b2)`` with ``a = 1.702``; the weights
-        cast to ``dtype`` if given (once per call, not per chunk). For an
-        fp16 ``dtype`` the weights as they are: ``a`` is not folded there
-        (``fast_paths.folds_quick_gelu_alpha``)."""
-        a = fp.QUICK_GELU_ALPHA
-        b1 = self.fc1.bias
-        w1, w2 = self.fc1.weight * a, self.fc2.weight * (1. / a)
-        if dtype is not None and not fp.folds_quick_gelu_alpha(dtype):
-            w1, w2, a = self.fc1.weight, self.fc2.weight, 1.
-        if dtype is not None:
-            w1, w2 = w1.to(dtype), w2.to(dtype)
-        return (w1, None if b1 is None else b1 * a, w2, self.fc2.bias)
-
-    def forward(self,
-                x: torch.Tensor,
-                weights: Optional[Tuple[torch.Tensor, ...]] = None
-                ) -> torch.Tensor:
-        """
-        Args:
-            x (Tensor): Tokens, ``(..., C)``.
-            weights (tuple, optional): :meth:`folded_weights`, when the
-                caller computed them already. Defaults to None.
-        """
-        path = self.path(x)
-        if path is Path.REFERENCE:
-            x = self.drop(self.act(self.fc1(x)))
-            return self.drop(self.fc2(x))
-        # fp16: QuickGELU itself, on fc1(x), where a * fc1(x) could overflow
-        dtype = fp.compute_dtype(x)
-        quick = not fp.folds_quick_gelu_alpha(dtype)
-        w1, b1, w2, b2 = weights or (
-            (self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias)
-            if quick else self.folded_weights())
-        inplace = not torch.is_grad_enabled()
-        if path in (Path.FUSED_INFER, Path.ONEDNN_INFER):
-            # (..., C) -> (..., C_hid) -> (..., C)
-            onednn = path is Path.ONEDNN_INFER
-            h = fp.fused_linear(x, w1, b1, silu=not quick, onednn=onednn)
-            h = self.drop(fp.quick_gelu(h, inplace) if quick else h)
-            return self.drop(fp.fused_linear(h, w2, b2, onednn=onednn))
-        # (..., C) -> (..., C_hid): a * fc1(x), or fc1(x) in fp16
-        z = F.linear(x, w1, b1)
-        if (path is Path.FUSED_TRAIN and z.requires_grad
-                and not (self.training and self.drop.p > 0)):
-            return fp.SiluLinearFn.apply(z, w2, b2, quick)
-        h = fp.quick_gelu(z, inplace) if quick else F.silu(z, inplace=inplace)
-        return self.drop(F.linear(self.drop(h), w2, b2))
+    def forward(self, x: torch.Tensor,
+                plan: Plan = REFERENCE_PLAN) -> torch.Tensor:
+        if plan.fast:
+            return fp.mlp(self, x, plan)
+        x = self.drop(self.act(self.fc1(x)))  # (..., C) -> (..., C_hid)
+        return self.drop(self.fc2(x))  # (..., C_hid) -> (..., C)
 
 
 class CvTBlock(nn.Module):
@@ -428,17 +339,15 @@ class CvTBlock(nn.Module):
         self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), act_cfg,
                        drop_rate)
 
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[int,
-                                                       int]) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
-        # CPU inference: the MLP branch over cache-sized chunks of tokens
-        path = select_path(x, self.mlp.fused, self.norm2, *self.mlp.modules())
-        if (path in (Path.FUSED_INFER, Path.ONEDNN_INFER)
-                and x.device.type == 'cpu' and not self.training):
-            return fp.mlp_residual_chunked(x, self.norm2, self.mlp)
-        x = x + self.drop_path(self.mlp(self.norm2(x)))
-        return x
-
+    def forward(self,
+                x: torch.Tensor,
+                hw_shape: Tuple[int, int],
+                plan: Plan = REFERENCE_PLAN) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), hw_shape, plan))
+        if plan.fast:  # CPU inference: over cache-sized chunks of tokens
+            return fp.mlp_residual(x, self.norm2, self.mlp, self.drop_path,
+                                   plan)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 # ---- Stage ------------------------------------------------------------------
@@ -515,7 +424,9 @@ class CvTStage(nn.Module):
             if token is not None:
                 nn.init.trunc_normal_(token, std=.02)
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, tuple]:
+    def forward(self,
+                x: torch.Tensor,
+                plan: Plan = REFERENCE_PLAN) -> Tuple[torch.Tensor, tuple]:
         x, hw_shape = self.patch_embed(x)  # (B, C_in, H, W) -> (B, h*w, C)
         if self.pos_embed is not None:
             x = x + resize_pos_embed(self.pos_embed, self.pos_embed_shape,
@@ -526,9 +437,9 @@ class CvTStage(nn.Module):
         x = self.pos_drop(x)
         for block in self.blocks:
             if self.with_cp and x.requires_grad:
-                x = checkpoint(block, x, hw_shape)
+                x = checkpoint(block, x, hw_shape, plan)
             else:
-                x = block(x, hw_shape)
+                x = block(x, hw_shape, plan)
         return x, hw_shape
 
 
@@ -544,80 +455,71 @@ class CvT(BaseModule):
     to the official code, usable as an mmpretrain / mmdet / mmseg backbone.
 
     Args:
-        arch (str | dict): CvT architecture. A name in :attr:`arch_zoo`
-            (``'13'``/``'cvt-13'``, ``'21'``/``'cvt-21'``,
-            ``'w24'``/``'cvt-w24'``) or a dict with the keys ``embed_dims``,
-            ``num_heads``, ``depths`` and ``drop_path_rates`` (one entry per
-            stage each). Defaults to ``'13'``.
-        in_channels (int): Number of input image channels. Defaults to 3.
+        arch (str | dict): A name in :attr:`arch_zoo` (``'13'``, ``'21'``,
+            ``'w24'``, or with a ``'cvt-'`` prefix) or a dict with the keys
+            ``embed_dims``, ``num_heads``, ``depths`` and
+            ``drop_path_rates`` (one entry per stage each).
+            Defaults to ``'13'``.
+        in_channels (int): Input image channels. Defaults to 3.
         out_indices (Sequence[int] | int): Stages to output, negative indices
-            allowed; stages after the last one listed are not computed.
-            Defaults to ``(2, )``.
+            allowed; later stages are not computed. Defaults to ``(2, )``.
         out_type (str): Output of the LAST stage: ``'cls_token'`` (final norm
             on the class token, ``(B, C)``), ``'featmap'`` (``(B, C, H, W)``),
             ``'avg_featmap'`` (final norm on the patch tokens, then their
-            mean, ``(B, C)``) or ``'raw'`` (``(B, N, C)`` tokens including the
-            class token). Earlier stages always give ``(B, C, H, W)``.
+            mean, ``(B, C)``) or ``'raw'`` (``(B, N, C)`` tokens with the
+            class token). Earlier stages give ``(B, C, H, W)``.
             Defaults to ``'cls_token'``.
-        patch_sizes (int | Sequence[int]): Kernel of each stage's token
-            embedding. Defaults to ``(7, 3, 3)``.
-        patch_strides (int | Sequence[int]): Stride of each stage's token
-            embedding. Defaults to ``(4, 2, 2)``.
-        patch_paddings (int | Sequence[int]): Padding of each stage's token
-            embedding. Defaults to ``(2, 1, 1)``.
-        patch_embed (str | Sequence[str]): ``'conv'`` (overlapping
-            convolutional token embedding) or ``'patch'`` (non-overlapping,
-            kernel = stride, no padding). Defaults to ``'conv'``.
+
+        The per-stage arguments below take one value for every stage or a
+        sequence with one entry per stage.
+
+        patch_sizes, patch_strides, patch_paddings (int | Sequence[int]):
+            Kernel, stride and padding of the token embeddings.
+            Defaults to ``(7, 3, 3)``, ``(4, 2, 2)``, ``(2, 1, 1)``.
+        patch_embed (str | Sequence[str]): ``'conv'`` (overlapping) or
+            ``'patch'`` (non-overlapping: kernel = stride, no padding).
+            Defaults to ``'conv'``.
         qkv_proj (str | Sequence[str]): Projection of q, k, v: ``'dw_bn'``
-            (depth-wise conv + BN), ``'avg'`` (average pooling for k and v)
-            or ``'linear'`` (identity, no downsampling). Defaults to
-            ``'dw_bn'``.
-        proj_kernel (int | Sequence[int]): Kernel of the q/k/v projections.
-            Defaults to 3.
-        proj_padding_q (int | Sequence[int]): Padding of the q projection.
-            Defaults to 1.
-        proj_padding_kv (int | Sequence[int]): Padding of the k/v
-            projections. Defaults to 1.
-        stride_q (int | Sequence[int]): Stride of the q projection.
-            Defaults to 1.
-        stride_kv (int | Sequence[int]): Stride of the k/v projections.
-            Defaults to 2.
+            (depth-wise conv + BN), ``'avg'`` (average pooling of k and v)
+            or ``'linear'`` (none). Defaults to ``'dw_bn'``.
+        proj_kernel, proj_padding_q, proj_padding_kv, stride_q, stride_kv
+            (int | Sequence[int]): Kernel, paddings and strides of the q and
+            k/v projections. Defaults to 3, 1, 1, 1, 2.
         cls_token (bool | Sequence[bool]): Whether a stage has a class token.
             Defaults to ``(False, False, True)``.
         pos_embed (bool | Sequence[bool]): Whether a stage adds a learnable
-            absolute position embedding (sized by ``img_size``, bicubically
-            resized for other inputs). Defaults to False.
+            position embedding (sized by ``img_size``, bicubically resized
+            for other inputs). Defaults to False.
         mlp_ratio (float | Sequence[float]): MLP hidden width ratio.
             Defaults to 4.
-        qkv_bias (bool | Sequence[bool]): Bias of the q, k, v linear layers.
+        qkv_bias (bool | Sequence[bool]): Bias of the q, k, v linears.
             Defaults to True.
-        img_size (int | Sequence[int]): Input size used to size the position
+        img_size (int | Sequence[int]): Input size that sizes the position
             embeddings. Defaults to 224.
         drop_rate (float): Dropout rate. Defaults to 0.
         attn_drop_rate (float): Attention dropout rate. Defaults to 0.
         drop_path_rate (float | Sequence[float], optional): Maximum
-            stochastic depth rate. None uses the arch's per-stage rates; a
-            sequence gives every stage's rate; a float sets the LAST stage's
-            rate (earlier stages keep the arch's). Within a stage the rates
-            are ``linspace(0, rate, depth)``. Defaults to None.
-        norm_cfg (dict): Config of the token norms.
-            Defaults to ``dict(type='LN', eps=1e-5)``.
-        act_cfg (dict): MLP activation, ``'QuickGELU'`` or ``'GELU'``.
-            Defaults to ``dict(type='QuickGELU')``.
-        final_norm (bool): Whether to apply the final norm ``norm`` for the
-            ``'cls_token'`` / ``'avg_featmap'`` outputs. Defaults to True.
-        out_norm (bool): Whether to add a LayerNorm (``out_norm{i}``) to each
-            ``(B, C, H, W)`` output, for dense prediction. Defaults to False.
-        frozen_stages (int): Freeze the first ``n`` stages (token embedding,
-            class token, position embedding, blocks); ``n == num_stages``
-            also freezes ``norm``. -1 freezes nothing. Defaults to -1.
+            stochastic depth rate: None, the arch's; a float, the LAST
+            stage's (the others keep the arch's); a sequence, every
+            stage's. Within a stage ``linspace(0, rate, depth)``.
+            Defaults to None.
+        norm_cfg (dict): Token norms. Defaults to
+            ``dict(type='LN', eps=1e-5)``.
+        act_cfg (dict): MLP activation. Defaults to
+            ``dict(type='QuickGELU')``.
+        final_norm (bool): Whether the ``'cls_token'`` / ``'avg_featmap'``
+            outputs get the final norm ``norm``. Defaults to True.
+        out_norm (bool): Whether each ``(B, C, H, W)`` output gets a
+            LayerNorm (``out_norm{i}``), for dense prediction.
+            Defaults to False.
+        frozen_stages (int): Freeze the first ``n`` stages; ``n ==
+            num_stages`` also freezes ``norm``; -1 none. Defaults to -1.
         norm_eval (bool): Keep BatchNorm layers in eval mode while training.
             Defaults to False.
         with_cp (bool): Gradient checkpointing per block. Defaults to False.
         init_cfg (dict | list[dict], optional): Initialisation config, e.g.
             ``dict(type='Pretrained', checkpoint=...)``; official and
-            HuggingFace checkpoints are converted on the fly.
-            Defaults to None.
+            HuggingFace checkpoints convert on the fly. Defaults to None.
 
     Examples:
         >>> import torch
@@ -634,12 +536,8 @@ class CvT(BaseModule):
     # share patch_sizes (7, 3, 3), patch_strides (4, 2, 2), patch_paddings
     # (2, 1, 1), 'dw_bn' projections with kernel 3, stride_kv 2, mlp_ratio 4,
     # qkv_bias and a class token in the last stage only. drop_path_rates are
-    # the yamls' DROP_PATH_RATE (the maximum rate of each stage).
-    #
-    #   variant   params (+1000-class head)   GMACs @224    GMACs @384
-    #   CvT-13    19,997,480                  4.57          16.27
-    #   CvT-21    31,622,696                  7.18
-    #   CvT-W24   277,196,392                               194.2
+    # the yamls' DROP_PATH_RATE (the maximum rate of each stage). Parameters
+    # and MACs: README, "The backbone".
     arch_zoo: Dict[str, dict] = {
         **dict.fromkeys(['13', 'cvt-13'], dict(
             embed_dims=[64, 192, 384], num_heads=[1, 3, 6],
@@ -688,12 +586,23 @@ class CvT(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.arch_name, self.arch_settings = cvt_spec.parse_arch(
             arch, self.arch_zoo)
-        # every per-stage argument (patch_sizes ... qkv_bias) -> one spec each
-        args = locals()
         self.specs: List[StageSpec] = cvt_spec.build_stage_specs(
-            self.arch_settings, drop_path_rate,
-            **{k: args[k]
-               for k in cvt_spec.PER_STAGE_ARGS})
+            self.arch_settings,
+            drop_path_rate=drop_path_rate,
+            patch_sizes=patch_sizes,
+            patch_strides=patch_strides,
+            patch_paddings=patch_paddings,
+            patch_embed=patch_embed,
+            qkv_proj=qkv_proj,
+            proj_kernel=proj_kernel,
+            proj_padding_q=proj_padding_q,
+            proj_padding_kv=proj_padding_kv,
+            stride_q=stride_q,
+            stride_kv=stride_kv,
+            cls_token=cls_token,
+            pos_embed=pos_embed,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias)
         self.num_stages = num_stages = len(self.specs)
         self.out_indices = cvt_spec.parse_out_indices(out_indices,
                                                       num_stages)
@@ -710,6 +619,7 @@ class CvT(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+        self.fused = True  # the fast paths (set_fused)
         last = num_stages - 1
 
         # ---- layers -------------------------------------------------------
@@ -879,10 +789,18 @@ class CvT(BaseModule):
         Args:
             mode (bool): Whether to use the fast paths. Defaults to True.
         """
-        for m in self.modules():
-            if isinstance(m, (ConvAttention, Mlp, DWConvBN)):
-                m.fused = mode
+        self.fused = mode
         return self
+
+    def _bypassed_modules(self) -> Iterator[nn.Module]:
+        """The modules a fast path may compute without calling them: all
+        inside the blocks but the blocks, attentions and projections, which
+        are called as usual (``fast_paths.decide_plan``)."""
+        for stage in self.stages:
+            for m in stage.blocks.modules():
+                if not isinstance(m, (nn.ModuleList, CvTBlock, ConvAttention,
+                                      DWConvBN)):
+                    yield m
 
     # ---- forward --------------------------------------------------------
 
@@ -893,10 +811,12 @@ class CvT(BaseModule):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         cvt_spec.check_input(x, self.specs, self.in_channels,
                              self.stages[0].patch_embed.proj.weight.dtype)
+        # how every layer computes this forward, decided once
+        plan = fp.decide_plan(x, self.fused, self._bypassed_modules())
         outs = []
         last_out = self.out_indices[-1]  # later stages are not computed
         for i, stage in enumerate(self.stages[:last_out + 1]):
-            x, hw_shape = stage(x)  # (B, N, C), N = extra + h*w
+            x, hw_shape = stage(x, plan)  # (B, N, C), N = extra + h*w
             if i in self.out_indices:
                 outs.append(self._format_output(x, hw_shape, i))
             if i < last_out:

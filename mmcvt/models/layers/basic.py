@@ -11,13 +11,16 @@ from mmengine.utils import to_2tuple
 
 from mmcvt.registry import MODELS
 
+# QuickGELU(y) = y * sigmoid(1.702 y) = silu(1.702 y) / 1.702
+QUICK_GELU_ALPHA = 1.702
+
 
 class QuickGELU(nn.Module):
     """The sigmoid approximation of GELU used by CvT (and CLIP):
     ``x * sigmoid(1.702 * x)``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(1.702 * x)
+        return x * torch.sigmoid(QUICK_GELU_ALPHA * x)
 
 
 def drop_path(x: torch.Tensor,

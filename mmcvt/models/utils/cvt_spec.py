@@ -9,10 +9,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from ..layers import conv_out, conv_out_2d
-from ..layers.fast_paths import autocast_active
+from ..layers.kernels import autocast_active
 
 __all__ = [
-    'StageSpec', 'ARCH_KEYS', 'OUT_TYPES', 'PER_STAGE_ARGS', 'parse_arch',
+    'StageSpec', 'ARCH_KEYS', 'OUT_TYPES', 'parse_arch',
     'build_stage_specs', 'check_args', 'check_input', 'parse_out_indices',
     'token_grids', 'min_input_size', 'display_name', 'variant_name',
     'layer_depth'
@@ -21,11 +21,6 @@ __all__ = [
 ARCH_KEYS = ('embed_dims', 'num_heads', 'depths', 'drop_path_rates')
 QKV_PROJ_METHODS = ('dw_bn', 'avg', 'linear')
 OUT_TYPES = ('cls_token', 'featmap', 'avg_featmap', 'raw')
-# the arguments of CvT that take one value per stage (or one for all)
-PER_STAGE_ARGS = ('patch_sizes', 'patch_strides', 'patch_paddings',
-                  'patch_embed', 'qkv_proj', 'proj_kernel', 'proj_padding_q',
-                  'proj_padding_kv', 'stride_q', 'stride_kv', 'cls_token',
-                  'pos_embed', 'mlp_ratio', 'qkv_bias')
 
 
 @dataclasses.dataclass
@@ -146,52 +141,68 @@ def check_probability(name: str, values: List[float]) -> None:
             '(CvT-13/21) or 0.3 (W24).')
 
 
-def build_stage_specs(arch_settings: dict, drop_path_rate=None,
-                      **per_stage) -> List[StageSpec]:
+def build_stage_specs(arch_settings: dict, *, drop_path_rate, patch_sizes,
+                      patch_strides, patch_paddings, patch_embed, qkv_proj,
+                      proj_kernel, proj_padding_q, proj_padding_kv, stride_q,
+                      stride_kv, cls_token, pos_embed, mlp_ratio,
+                      qkv_bias) -> List[StageSpec]:
     """One :class:`StageSpec` per stage from the arch settings and the
-    per-stage arguments of ``CvT`` (scalars or sequences: ``patch_sizes``,
-    ``patch_strides``, ``patch_paddings``, ``patch_embed``, ``qkv_proj``,
-    ``proj_kernel``, ``stride_q``, ``stride_kv``, ``proj_padding_q``,
-    ``proj_padding_kv``, ``cls_token``, ``pos_embed``, ``mlp_ratio``,
-    ``qkv_bias``), checked."""
+    per-stage arguments of ``CvT`` (each a scalar for every stage or a
+    sequence with one entry per stage; see ``CvT``), checked."""
     n = len(arch_settings['depths'])
 
-    def expand(name, default=None):
-        return _per_stage(name, per_stage[name], n, default)
+    def expand(name, value, default=None):
+        return _per_stage(name, value, n, default)
 
-    embed = expand('patch_embed')
+    embed = expand('patch_embed', patch_embed)
     for t in embed:
         if t not in ('conv', 'patch'):
             raise ValueError(f'Unknown patch_embed "{t}"; use "conv" '
                              '(overlapping conv embedding) or "patch" '
                              '(non-overlapping).')
-    strides = expand('patch_strides', (4, 2, 2))
+    strides = expand('patch_strides', patch_strides, (4, 2, 2))
     # 'patch': non-overlapping embedding, kernel = stride, no padding
     sizes = [
-        s if t == 'conv' else st
-        for s, st, t in zip(expand('patch_sizes', (7, 3, 3)), strides, embed)
+        s if t == 'conv' else st for s, st, t in zip(
+            expand('patch_sizes', patch_sizes, (7, 3, 3)), strides, embed)
     ]
     paddings = [
-        p if t == 'conv' else 0
-        for p, t in zip(expand('patch_paddings', (2, 1, 1)), embed)
+        p if t == 'conv' else 0 for p, t in zip(
+            expand('patch_paddings', patch_paddings, (2, 1, 1)), embed)
     ]
     rates = list(arch_settings['drop_path_rates'])
     if isinstance(drop_path_rate, (int, float)):
         rates[-1] = drop_path_rate  # the last stage's
     elif drop_path_rate is not None:
-        rates = _per_stage('drop_path_rate', drop_path_rate, n)
+        rates = expand('drop_path_rate', drop_path_rate)
     rates = [float(r) for r in rates]
     check_probability('drop_path_rate', rates)
-    cls_tokens = [bool(c) for c in expand('cls_token', (False, False, True))]
+    # StageSpec field -> its value in every stage
+    per_stage = dict(
+        embed_dims=arch_settings['embed_dims'],
+        num_heads=arch_settings['num_heads'],
+        depth=arch_settings['depths'],
+        drop_path_rate=rates,
+        patch_size=sizes,
+        patch_stride=strides,
+        patch_padding=paddings,
+        qkv_proj=expand('qkv_proj', qkv_proj),
+        proj_kernel=expand('proj_kernel', proj_kernel),
+        proj_stride_q=expand('stride_q', stride_q),
+        proj_stride_kv=expand('stride_kv', stride_kv),
+        proj_padding_q=expand('proj_padding_q', proj_padding_q),
+        proj_padding_kv=expand('proj_padding_kv', proj_padding_kv),
+        cls_token=[
+            bool(c)
+            for c in expand('cls_token', cls_token, (False, False, True))
+        ],
+        pos_embed=[bool(p) for p in expand('pos_embed', pos_embed)],
+        mlp_ratio=expand('mlp_ratio', mlp_ratio),
+        qkv_bias=expand('qkv_bias', qkv_bias))
     specs = [
-        StageSpec(*values) for values in zip(
-            arch_settings['embed_dims'], arch_settings['num_heads'],
-            arch_settings['depths'], rates, sizes, strides, paddings,
-            expand('qkv_proj'), expand('proj_kernel'), expand('stride_q'),
-            expand('stride_kv'), expand('proj_padding_q'),
-            expand('proj_padding_kv'), cls_tokens,
-            [bool(p) for p in expand('pos_embed')], expand('mlp_ratio'),
-            expand('qkv_bias'))
+        StageSpec(**{field: values[i]
+                     for field, values in per_stage.items()})
+        for i in range(n)
     ]
     for i, s in enumerate(specs):
         if s.qkv_proj not in QKV_PROJ_METHODS:

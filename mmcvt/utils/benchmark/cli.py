@@ -10,12 +10,27 @@ import sys
 
 import torch
 
-from .impls import (ARCHS, BUILTIN_IMPLS, Weights, check_parity, load_extra,
-                    parse_size, size_label, split_impl)
+from .impls import (
+    ARCHS,
+    BUILTIN_IMPLS,
+    Weights,
+    check_parity,
+    load_extra,
+    parse_size,
+    size_label,
+    split_impl,
+)
 from .measure import DTYPES, matmul_kernels, matmul_rate, measure_group
-from .report import (MAC_METHOD, MEMORY_METHOD, add_dtype_ratios,
-                     add_ratios, device_name, format_dtype_ratios,
-                     format_growth, format_table)
+from .report import (
+    MAC_METHOD,
+    MEMORY_METHOD,
+    add_dtype_ratios,
+    add_ratios,
+    device_name,
+    format_dtype_ratios,
+    format_growth,
+    format_table,
+)
 
 
 def _size_arg(text: str):

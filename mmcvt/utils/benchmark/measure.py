@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from mmcvt.models.layers import torch_internals
 from .impls import NUM_CLASSES, Weights, build_impl, hw, loss_of, split_impl
 
 DTYPES = {
@@ -179,8 +180,7 @@ def matmul_kernels(device: torch.device) -> List[str]:
     """The large-matmul kernels to time: ``torch.mm`` (BLAS / cuBLAS) and,
     on CPU, oneDNN's linear (which mmcvt's CPU inference uses)."""
     kernels = ['torch.mm']
-    if (device.type == 'cpu' and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, '_linear_pointwise')):
+    if device.type == 'cpu' and torch_internals.onednn_linear_usable():
         kernels.append('onednn')
     return kernels
 
@@ -196,8 +196,7 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 2048,
     b = torch.randn(n, n, device=device).to(dtype)
     c = torch.mm(a, b)
     if kernel == 'onednn':
-        run = functools.partial(torch.ops.mkldnn._linear_pointwise, a, b,
-                                None, 'none', [], '')
+        run = functools.partial(torch_internals.onednn_linear, a, b)
     else:
         run = functools.partial(torch.mm, a, b, out=c)
     sync(device)
@@ -375,7 +374,8 @@ def measure_group(impls: List[str], ctx: Weights, size: int, mode: str, args,
               device: torch.device, extras: dict) -> List[dict]:
     """Measure every impl for one arch x size x mode."""
     runners = [
-        Measurement(impl, ctx, size, mode, args, device, extras) for impl in impls
+        Measurement(impl, ctx, size, mode, args, device, extras)
+        for impl in impls
     ]
     if args.sequential:
         for r in runners:

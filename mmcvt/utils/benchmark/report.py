@@ -20,7 +20,8 @@ MEMORY_METHOD = {
     'optimizer state, inputs); tensor memory only',
 }
 MAC_METHOD = ('torch.utils.flop_counter.FlopCounterMode / 2 on one fp32 '
-              'image, on a meta-device copy of the model (convs, linears/matmuls, attention incl. SDPA; an '
+              'image, on a meta-device copy of the model (convs, '
+              'linears/matmuls, attention incl. SDPA; an '
               'attention backward counts 2x its forward, no recompute); '
               'infer: forward MACs, train: forward + backward MACs '
               '(optimizer excluded); achieved rate = MACs/image x images/s')
@@ -149,7 +150,8 @@ def format_growth(results: List[dict]) -> str:
                 f'{area(r) / area(base):.1f}', f'{t / seconds(base):.1f}',
                 f"{peak / base['peak_mb']:.1f}"
                 if peak and base.get('peak_mb') else '-',
-                f"{r['macs_step_per_image'] / base['macs_step_per_image']:.1f}",
+                '{:.1f}'.format(r['macs_step_per_image'] /
+                                base['macs_step_per_image']),
                 f'{t:.3f}', f'{peak:.0f}' if peak else '-'))
     return ('growth with the input area (x: relative to the smallest size '
             'of the same impl / arch / mode)\n' + _align(rows, n_left=4))
