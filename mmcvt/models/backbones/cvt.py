@@ -4,24 +4,19 @@
 Paper: "CvT: Introducing Convolutions to Vision Transformers"
 (Wu et al., ICCV 2021, https://arxiv.org/abs/2103.15808).
 
-The numerics follow the official implementation
-(``microsoft/CvT: lib/models/cls_cvt.py``) exactly: QuickGELU, LayerNorm with
-``eps=1e-5``, an attention scale of ``dim ** -0.5`` over the FULL width (not
-the head width), the class token split off before the convolutional
-projection and concatenated back to q, k and v afterwards, and the stochastic
-depth rule ``linspace(0, rate, depth)`` per stage. Parameter names mirror
-the official ones under ``stages.{i}``; official and HuggingFace checkpoints
-load through :mod:`mmcvt.models.utils.ckpt_convert`.
+The numerics are those of the official ``lib/models/cls_cvt.py``:
+QuickGELU, LayerNorm ``eps=1e-5``, the attention scale ``dim ** -0.5`` over
+the FULL width, the class token joined to q, k and v after the convolutional
+projection, drop-path ``linspace(0, rate, depth)`` per stage. Parameter names
+mirror the official ones under ``stages.{i}``; official and HuggingFace
+checkpoints convert as they load (:mod:`mmcvt.models.utils.ckpt_convert`).
 
-The file reads like the paper: the convolutional token embedding, the
-convolutional projection, attention, MLP, the transformer block, a stage
-and the :class:`CvT` backbone. Each layer's forward is the official
-formulation plus one branch, ``if plan.fast:``, to the same function on a
-fast path. :meth:`CvT.forward` decides the :class:`~mmcvt.models.layers.Plan`
-once per forward (:func:`~mmcvt.models.layers.decide_plan`) and hands it
-down with ``hw_shape``; the fast forms, and every condition that picks one,
-are in :mod:`mmcvt.models.layers.fast_paths`. :meth:`CvT.set_fused` turns
-them off.
+The file reads like the paper: token embedding, convolutional projection,
+attention, MLP, block, stage, backbone. Each layer's forward is the official
+math plus one branch, ``if plan.fast:``, to its fast form. ``CvT.forward``
+decides the plan once (:func:`~mmcvt.models.layers.decide_plan`) and hands it
+down with ``hw_shape``; the fast forms and every condition that picks one
+are in :mod:`mmcvt.models.layers.fast_paths`.
 """
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -38,6 +33,7 @@ from ..layers import (
     Plan,
     build_activation,
     build_norm,
+    init_official,
     resize_pos_embed,
 )
 from ..layers import fast_paths as fp
@@ -73,12 +69,8 @@ class ConvEmbed(nn.Module):
     def __init__(self, in_channels: int, embed_dims: int, kernel_size: int,
                  stride: int, padding: int, norm_cfg: dict):
         super().__init__()
-        self.proj = nn.Conv2d(
-            in_channels,
-            embed_dims,
-            kernel_size=kernel_size,
-            stride=stride,
-            padding=padding)
+        self.proj = nn.Conv2d(in_channels, embed_dims, kernel_size, stride,
+                              padding)
         self.norm = build_norm(norm_cfg, embed_dims)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, tuple]:
@@ -104,14 +96,8 @@ class DWConvBN(nn.Module):
     def __init__(self, dims: int, kernel_size: int, stride: int,
                  padding: int):
         super().__init__()
-        self.conv = nn.Conv2d(
-            dims,
-            dims,
-            kernel_size=kernel_size,
-            stride=stride,
-            padding=padding,
-            groups=dims,
-            bias=False)
+        self.conv = nn.Conv2d(dims, dims, kernel_size, stride, padding,
+                              groups=dims, bias=False)
         self.bn = nn.BatchNorm2d(dims)
 
     def forward(self, x: torch.Tensor,
@@ -159,26 +145,16 @@ class ConvAttention(nn.Module):
         qkv_proj (str): ``'dw_bn'``, ``'avg'`` (q keeps identity, as the
             official code) or ``'linear'`` (identity, no downsampling).
         kernel_size (int): Kernel of the conv projections.
-        stride_q (int): Stride of the q projection.
-        stride_kv (int): Stride of the k and v projections.
-        padding_q (int): Padding of the q projection.
-        padding_kv (int): Padding of the k and v projections.
+        stride_q, stride_kv, padding_q, padding_kv (int): Strides and
+            paddings of the q and the k/v projections.
         with_cls_token (bool): Whether the first token is a class token.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 qkv_bias: bool = True,
-                 attn_drop: float = 0.,
-                 proj_drop: float = 0.,
-                 qkv_proj: str = 'dw_bn',
-                 kernel_size: int = 3,
-                 stride_q: int = 1,
-                 stride_kv: int = 2,
-                 padding_q: int = 1,
-                 padding_kv: int = 1,
-                 with_cls_token: bool = False):
+    def __init__(self, embed_dims: int, num_heads: int, qkv_bias: bool = True,
+                 attn_drop: float = 0., proj_drop: float = 0.,
+                 qkv_proj: str = 'dw_bn', kernel_size: int = 3,
+                 stride_q: int = 1, stride_kv: int = 2, padding_q: int = 1,
+                 padding_kv: int = 1, with_cls_token: bool = False):
         super().__init__()
         if embed_dims % num_heads != 0:
             raise ValueError(f'embed_dims ({embed_dims}) must be divisible '
@@ -215,14 +191,7 @@ class ConvAttention(nn.Module):
             x = proj(x)
         return x.flatten(2).transpose(1, 2)  # (B, C, H', W') -> (B, H'*W', C)
 
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, T, C) -> (B, T, nh, hd) -> (B, nh, T, hd)
-        return x.unflatten(-1, (self.num_heads, self.head_dims)).transpose(
-            1, 2)
-
-    def qkv(self,
-            x: torch.Tensor,
-            hw_shape: Tuple[int, int],
+    def qkv(self, x: torch.Tensor, hw_shape: Tuple[int, int],
             plan: Plan = REFERENCE_PLAN) -> Tuple[torch.Tensor, ...]:
         """q, k and v, each ``(B, nh, T, hd)``: T = Tq for q, Tkv for k, v
         (with the class token first when there is one)."""
@@ -243,9 +212,10 @@ class ConvAttention(nn.Module):
             k = torch.cat((cls_token, k), dim=1)
             v = torch.cat((cls_token, v), dim=1)
 
-        # (B, T, C) -> (B, nh, T, hd)
+        # (B, T, C) -> (B, T, nh, hd) -> (B, nh, T, hd)
+        heads = (self.num_heads, self.head_dims)
         return tuple(
-            self._split_heads(fp.linear(layer, t, plan))
+            fp.linear(layer, t, plan).unflatten(-1, heads).transpose(1, 2)
             for layer, t in ((self.proj_q, q), (self.proj_k, k),
                              (self.proj_v, v)))
 
@@ -258,9 +228,7 @@ class ConvAttention(nn.Module):
         q, k, _ = self.qkv(x, hw_shape)
         return ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
 
-    def forward(self,
-                x: torch.Tensor,
-                hw_shape: Tuple[int, int],
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
                 plan: Plan = REFERENCE_PLAN) -> torch.Tensor:
         q, k, v = self.qkv(x, hw_shape, plan)  # (B, nh, T, hd)
         if plan.fast:
@@ -313,35 +281,22 @@ class CvTBlock(nn.Module):
         **attn_kwargs: Projection options of :class:`ConvAttention`.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 mlp_ratio: float = 4.,
-                 qkv_bias: bool = True,
-                 drop_rate: float = 0.,
-                 attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0.,
+    def __init__(self, embed_dims: int, num_heads: int, mlp_ratio: float = 4.,
+                 qkv_bias: bool = True, drop_rate: float = 0.,
+                 attn_drop_rate: float = 0., drop_path_rate: float = 0.,
                  act_cfg: dict = dict(type='QuickGELU'),
-                 norm_cfg: dict = dict(type='LN', eps=1e-5),
-                 **attn_kwargs):
+                 norm_cfg: dict = dict(type='LN', eps=1e-5), **attn_kwargs):
         super().__init__()
         self.norm1 = build_norm(norm_cfg, embed_dims)
-        self.attn = ConvAttention(
-            embed_dims,
-            num_heads,
-            qkv_bias=qkv_bias,
-            attn_drop=attn_drop_rate,
-            proj_drop=drop_rate,
-            **attn_kwargs)
+        self.attn = ConvAttention(embed_dims, num_heads, qkv_bias,
+                                  attn_drop_rate, drop_rate, **attn_kwargs)
         self.drop_path = DropPath(
             drop_path_rate) if drop_path_rate > 0. else nn.Identity()
         self.norm2 = build_norm(norm_cfg, embed_dims)
         self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), act_cfg,
                        drop_rate)
 
-    def forward(self,
-                x: torch.Tensor,
-                hw_shape: Tuple[int, int],
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
                 plan: Plan = REFERENCE_PLAN) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x), hw_shape, plan))
         if plan.fast:  # CPU inference: over cache-sized chunks of tokens
@@ -369,14 +324,9 @@ class CvTStage(nn.Module):
         with_cp (bool): Gradient checkpointing per block. Defaults to False.
     """
 
-    def __init__(self,
-                 in_channels: int,
-                 spec: StageSpec,
-                 pos_embed_shape: Optional[Tuple[int, int]],
-                 drop_rate: float,
-                 attn_drop_rate: float,
-                 norm_cfg: dict,
-                 act_cfg: dict,
+    def __init__(self, in_channels: int, spec: StageSpec,
+                 pos_embed_shape: Optional[Tuple[int, int]], drop_rate: float,
+                 attn_drop_rate: float, norm_cfg: dict, act_cfg: dict,
                  with_cp: bool = False):
         super().__init__()
         self.with_cp = with_cp
@@ -395,18 +345,10 @@ class CvTStage(nn.Module):
             0, spec.drop_path_rate, spec.depth, device='cpu').tolist()
         self.blocks = nn.ModuleList([
             CvTBlock(
-                dims,
-                spec.num_heads,
-                mlp_ratio=spec.mlp_ratio,
-                qkv_bias=spec.qkv_bias,
-                drop_rate=drop_rate,
-                attn_drop_rate=attn_drop_rate,
-                drop_path_rate=rate,
-                act_cfg=act_cfg,
-                norm_cfg=norm_cfg,
-                qkv_proj=spec.qkv_proj,
-                kernel_size=spec.proj_kernel,
-                stride_q=spec.proj_stride_q,
+                dims, spec.num_heads, spec.mlp_ratio, spec.qkv_bias,
+                drop_rate, attn_drop_rate, drop_path_rate=rate,
+                act_cfg=act_cfg, norm_cfg=norm_cfg, qkv_proj=spec.qkv_proj,
+                kernel_size=spec.proj_kernel, stride_q=spec.proj_stride_q,
                 stride_kv=spec.proj_stride_kv,
                 padding_q=spec.proj_padding_q,
                 padding_kv=spec.proj_padding_kv,
@@ -424,8 +366,7 @@ class CvTStage(nn.Module):
             if token is not None:
                 nn.init.trunc_normal_(token, std=.02)
 
-    def forward(self,
-                x: torch.Tensor,
+    def forward(self, x: torch.Tensor,
                 plan: Plan = REFERENCE_PLAN) -> Tuple[torch.Tensor, tuple]:
         x, hw_shape = self.patch_embed(x)  # (B, C_in, H, W) -> (B, h*w, C)
         if self.pos_embed is not None:
@@ -455,27 +396,22 @@ class CvT(BaseModule):
     to the official code, usable as an mmpretrain / mmdet / mmseg backbone.
 
     Args:
-        arch (str | dict): A name in :attr:`arch_zoo` (``'13'``, ``'21'``,
-            ``'w24'``, or with a ``'cvt-'`` prefix) or a dict with the keys
-            ``embed_dims``, ``num_heads``, ``depths`` and
-            ``drop_path_rates`` (one entry per stage each).
-            Defaults to ``'13'``.
+        arch (str | dict): A name in :attr:`arch_zoo` or a dict of
+            ``embed_dims``, ``num_heads``, ``depths`` and ``drop_path_rates``
+            (one entry per stage each). Defaults to ``'13'``.
         in_channels (int): Input image channels. Defaults to 3.
         out_indices (Sequence[int] | int): Stages to output, negative indices
             allowed; later stages are not computed. Defaults to ``(2, )``.
         out_type (str): Output of the LAST stage: ``'cls_token'`` (final norm
             on the class token, ``(B, C)``), ``'featmap'`` (``(B, C, H, W)``),
             ``'avg_featmap'`` (final norm on the patch tokens, then their
-            mean, ``(B, C)``) or ``'raw'`` (``(B, N, C)`` tokens with the
-            class token). Earlier stages give ``(B, C, H, W)``.
-            Defaults to ``'cls_token'``.
-
-        The per-stage arguments below take one value for every stage or a
-        sequence with one entry per stage.
-
+            mean) or ``'raw'`` (``(B, N, C)`` tokens with the class token).
+            Earlier stages give ``(B, C, H, W)``. Defaults to ``'cls_token'``.
         patch_sizes, patch_strides, patch_paddings (int | Sequence[int]):
-            Kernel, stride and padding of the token embeddings.
-            Defaults to ``(7, 3, 3)``, ``(4, 2, 2)``, ``(2, 1, 1)``.
+            Kernel, stride and padding of the token embeddings, per stage
+            (as every argument typed ``X | Sequence[X]``: one value for all
+            stages or one each). Defaults to ``(7, 3, 3)``, ``(4, 2, 2)``,
+            ``(2, 1, 1)``.
         patch_embed (str | Sequence[str]): ``'conv'`` (overlapping) or
             ``'patch'`` (non-overlapping: kernel = stride, no padding).
             Defaults to ``'conv'``.
@@ -490,10 +426,8 @@ class CvT(BaseModule):
         pos_embed (bool | Sequence[bool]): Whether a stage adds a learnable
             position embedding (sized by ``img_size``, bicubically resized
             for other inputs). Defaults to False.
-        mlp_ratio (float | Sequence[float]): MLP hidden width ratio.
-            Defaults to 4.
-        qkv_bias (bool | Sequence[bool]): Bias of the q, k, v linears.
-            Defaults to True.
+        mlp_ratio (float | Sequence[float]): MLP width ratio. Defaults to 4.
+        qkv_bias (bool | Sequence[bool]): q, k, v biases. Defaults to True.
         img_size (int | Sequence[int]): Input size that sizes the position
             embeddings. Defaults to 224.
         drop_rate (float): Dropout rate. Defaults to 0.
@@ -503,18 +437,15 @@ class CvT(BaseModule):
             stage's (the others keep the arch's); a sequence, every
             stage's. Within a stage ``linspace(0, rate, depth)``.
             Defaults to None.
-        norm_cfg (dict): Token norms. Defaults to
-            ``dict(type='LN', eps=1e-5)``.
-        act_cfg (dict): MLP activation. Defaults to
-            ``dict(type='QuickGELU')``.
+        norm_cfg (dict): Token norms. Defaults to LN with ``eps=1e-5``.
+        act_cfg (dict): MLP activation. Defaults to QuickGELU.
         final_norm (bool): Whether the ``'cls_token'`` / ``'avg_featmap'``
             outputs get the final norm ``norm``. Defaults to True.
         out_norm (bool): Whether each ``(B, C, H, W)`` output gets a
-            LayerNorm (``out_norm{i}``), for dense prediction.
-            Defaults to False.
+            LayerNorm (``out_norm{i}``, dense prediction). Defaults to False.
         frozen_stages (int): Freeze the first ``n`` stages; ``n ==
             num_stages`` also freezes ``norm``; -1 none. Defaults to -1.
-        norm_eval (bool): Keep BatchNorm layers in eval mode while training.
+        norm_eval (bool): BatchNorms in eval mode while training.
             Defaults to False.
         with_cp (bool): Gradient checkpointing per block. Defaults to False.
         init_cfg (dict | list[dict], optional): Initialisation config, e.g.
@@ -549,7 +480,7 @@ class CvT(BaseModule):
             embed_dims=[192, 768, 1024], num_heads=[3, 12, 16],
             depths=[2, 2, 20], drop_path_rates=[0., 0., 0.3])),
     }  # yapf: disable
-    OUT_TYPES = ('cls_token', 'featmap', 'avg_featmap', 'raw')
+    OUT_TYPES = cvt_spec.OUT_TYPES
 
     def __init__(self,
                  arch: Union[str, dict] = '13',
@@ -587,28 +518,19 @@ class CvT(BaseModule):
         self.arch_name, self.arch_settings = cvt_spec.parse_arch(
             arch, self.arch_zoo)
         self.specs: List[StageSpec] = cvt_spec.build_stage_specs(
-            self.arch_settings,
-            drop_path_rate=drop_path_rate,
-            patch_sizes=patch_sizes,
-            patch_strides=patch_strides,
-            patch_paddings=patch_paddings,
-            patch_embed=patch_embed,
-            qkv_proj=qkv_proj,
-            proj_kernel=proj_kernel,
-            proj_padding_q=proj_padding_q,
-            proj_padding_kv=proj_padding_kv,
-            stride_q=stride_q,
-            stride_kv=stride_kv,
-            cls_token=cls_token,
-            pos_embed=pos_embed,
-            mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias)
+            self.arch_settings, drop_path_rate=drop_path_rate,
+            patch_sizes=patch_sizes, patch_strides=patch_strides,
+            patch_paddings=patch_paddings, patch_embed=patch_embed,
+            qkv_proj=qkv_proj, proj_kernel=proj_kernel,
+            proj_padding_q=proj_padding_q, proj_padding_kv=proj_padding_kv,
+            stride_q=stride_q, stride_kv=stride_kv, cls_token=cls_token,
+            pos_embed=pos_embed, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias)
         self.num_stages = num_stages = len(self.specs)
         self.out_indices = cvt_spec.parse_out_indices(out_indices,
                                                       num_stages)
         cvt_spec.check_args(self.specs, self.out_indices, in_channels,
                             out_type, frozen_stages, drop_rate,
-                            attn_drop_rate)
+                            attn_drop_rate, img_size)
         self.embed_dims = [s.embed_dims for s in self.specs]
         self.num_heads = [s.num_heads for s in self.specs]
         self.depths = [s.depth for s in self.specs]
@@ -622,34 +544,21 @@ class CvT(BaseModule):
         self.fused = True  # the fast paths (set_fused)
         last = num_stages - 1
 
-        # ---- layers -------------------------------------------------------
         self.stages = nn.ModuleList()
         grid, channels = self.img_size, in_channels
-        for i, spec in enumerate(self.specs):
-            grid = spec.grid(grid)
-            if spec.pos_embed and min(grid) < 1:
-                raise ValueError(
-                    f'img_size={img_size} gives no tokens in stage {i}; '
-                    'use a larger img_size for the position embeddings.')
+        for spec in self.specs:
+            grid = spec.grid(grid)  # the position embeddings' token grid
             self.stages.append(
-                CvTStage(
-                    channels,
-                    spec,
-                    pos_embed_shape=tuple(grid) if spec.pos_embed else None,
-                    drop_rate=drop_rate,
-                    attn_drop_rate=attn_drop_rate,
-                    norm_cfg=norm_cfg,
-                    act_cfg=act_cfg,
-                    with_cp=with_cp))
+                CvTStage(channels, spec,
+                         tuple(grid) if spec.pos_embed else None, drop_rate,
+                         attn_drop_rate, norm_cfg, act_cfg, with_cp))
             channels = spec.embed_dims
 
         # final norm: only when the last stage's output uses it
         self.final_norm = final_norm
-        if (final_norm and last in self.out_indices
-                and out_type in ('cls_token', 'avg_featmap')):
-            self.norm = build_norm(norm_cfg, self.embed_dims[-1])
-        else:
-            self.norm = None
+        self.norm = build_norm(norm_cfg, self.embed_dims[-1]) if (
+            final_norm and last in self.out_indices
+            and out_type in ('cls_token', 'avg_featmap')) else None
 
         # extra norms on the (B, C, H, W) outputs for dense prediction
         self.out_norm = out_norm
@@ -734,18 +643,7 @@ class CvT(BaseModule):
                 raise ValueError(f'{pretrained[0]}: {e}') from e
             return
 
-        def _init(m):
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.LayerNorm, _BatchNorm)):
-                if m.weight is not None:
-                    nn.init.ones_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-
-        self.apply(_init)
+        self.apply(init_official)
         for stage in self.stages:
             stage.init_tokens()
         if self.init_cfg is not None:
@@ -781,14 +679,9 @@ class CvT(BaseModule):
             for m in self.modules())
 
     def set_fused(self, mode: bool = True) -> 'CvT':
-        """Turn the fast paths on (default) or off: the same outputs and
-        gradients within float rounding, the same parameters and state dict
-        (see :mod:`mmcvt.models.layers.fast_paths`). Off, every layer runs
-        the official formulation step by step.
-
-        Args:
-            mode (bool): Whether to use the fast paths. Defaults to True.
-        """
+        """Turn the fast paths on (default) or off (every layer runs the
+        official formulation step by step): the same outputs and gradients
+        within float rounding, the same parameters and state dict."""
         self.fused = mode
         return self
 
@@ -831,19 +724,15 @@ class CvT(BaseModule):
         out_type = self.out_type if i == self.num_stages - 1 else 'featmap'
         if out_type == 'raw':
             return x  # (B, extra+h*w, C)
+        norm = self.norm or nn.Identity()
         if out_type == 'cls_token':
-            cls_token = x[:, 0]  # (B, 1+h*w, C) -> (B, C)
-            return self.norm(cls_token) if self.norm is not None \
-                else cls_token
+            return norm(x[:, 0])  # (B, 1+h*w, C) -> (B, C)
         patch_tokens = x[:, stage.num_extra_tokens:]  # (B, h*w, C)
         if out_type == 'avg_featmap':
-            if self.norm is not None:
-                patch_tokens = self.norm(patch_tokens)
-            return patch_tokens.mean(dim=1)  # (B, h*w, C) -> (B, C)
+            return norm(patch_tokens).mean(dim=1)  # (B, h*w, C) -> (B, C)
         # featmap
-        out_norm = getattr(self, f'out_norm{i}', None)
-        if out_norm is not None:
-            patch_tokens = out_norm(patch_tokens)
+        patch_tokens = getattr(self, f'out_norm{i}', nn.Identity())(
+            patch_tokens)
         # (B, h*w, C) -> (B, C, h*w) -> (B, C, h, w); one copy so that
         # necks / heads get a standard contiguous NCHW map
         return patch_tokens.transpose(1, 2).unflatten(2,

@@ -12,12 +12,14 @@ from .basic import (
     conv_out,
     conv_out_2d,
     drop_path,
+    init_official,
     resize_pos_embed,
 )
 from .fast_paths import REFERENCE_PLAN, Path, Plan, decide_plan
 
 __all__ = [
     'QUICK_GELU_ALPHA', 'DropPath', 'QuickGELU', 'build_activation',
-    'build_norm', 'conv_out', 'conv_out_2d', 'drop_path', 'resize_pos_embed',
+    'build_norm', 'conv_out', 'conv_out_2d', 'drop_path', 'init_official',
+    'resize_pos_embed',
     'Path', 'Plan', 'REFERENCE_PLAN', 'decide_plan'
 ]

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.utils import to_2tuple
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmcvt.registry import MODELS
 
@@ -70,6 +71,21 @@ class LayerNorm(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x).to(x.dtype)
+
+
+def init_official(m: nn.Module) -> None:
+    """The official initialisation of one module (``model.apply``):
+    trunc-normal ``std=0.02`` linear weights, zero biases, unit norms;
+    convolutions keep PyTorch's default."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, (nn.LayerNorm, _BatchNorm)):
+        if m.weight is not None:
+            nn.init.ones_(m.weight)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
 
 
 def build_norm(cfg: dict, num_features: int) -> nn.Module:

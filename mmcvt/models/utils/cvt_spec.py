@@ -7,6 +7,7 @@ import dataclasses
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+from mmengine.utils import to_2tuple
 
 from ..layers import conv_out, conv_out_2d
 from ..layers.kernels import autocast_active
@@ -262,9 +263,17 @@ def min_input_size(specs: List[StageSpec]) -> int:
 
 def check_args(specs: List[StageSpec], out_indices: List[int],
                in_channels: int, out_type: str, frozen_stages: int,
-               drop_rate: float, attn_drop_rate: float) -> None:
+               drop_rate: float, attn_drop_rate: float,
+               img_size=224) -> None:
     """Check the arguments of ``CvT`` that are not per stage."""
     n = len(specs)
+    hw = to_2tuple(img_size)
+    for i, spec in enumerate(specs):
+        hw = spec.grid(hw)
+        if spec.pos_embed and min(hw) < 1:
+            raise ValueError(
+                f'img_size={img_size} gives no tokens in stage {i}; '
+                'use a larger img_size for the position embeddings.')
     if isinstance(in_channels, bool) or not isinstance(
             in_channels, int) or in_channels < 1:
         raise ValueError(f'in_channels must be a positive int (3 for RGB '
