@@ -16,7 +16,6 @@ import torch
 from mmengine.config import Config
 
 from mmcvt.utils import device as dev
-from .test_train_tools import _free_port
 from .tiny_classification import write_job
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -85,7 +84,7 @@ def test_train_py_refuses_before_training(a_gpu_torch_cannot_use, tmp_path):
     assert not glob.glob(str(tmp_path / 'work' / '*.pth'))
 
 
-def test_dist_train_with_gpus_torch_cannot_use_stops(tmp_path):
+def test_dist_train_with_gpus_torch_cannot_use_stops(free_port, tmp_path):
     """tools/dist_train.sh CONFIG 2 on such a node (nvidia-smi lists a GPU,
     torch sees none): every rank stops with the message, nothing trains."""
     cfg = write_job(tmp_path)
@@ -93,7 +92,7 @@ def test_dist_train_with_gpus_torch_cannot_use_stops(tmp_path):
     # on a GPU host too: a device list that names no GPU hides them from
     # torch without saying "on purpose" (as '' does)
     env = dict(os.environ, CUDA_VISIBLE_DEVICES='GPU-no-such-device',
-               PORT=str(_free_port()), PYTHON=sys.executable,
+               PORT=str(free_port()), PYTHON=sys.executable,
                PYTHONPATH=ROOT)
     env['PATH'] = _fake_nvidia_smi(str(tmp_path)) + os.pathsep + env['PATH']
     proc = subprocess.run(

@@ -4,7 +4,6 @@ import json
 import os
 import os.path as osp
 import pickle
-import socket
 import subprocess
 import sys
 
@@ -254,13 +253,7 @@ def test_resume_falls_back_from_a_torn_checkpoint(tmp_path):
         'iter'] == 6
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def test_dist_train_two_cpu_processes(tmp_path):
+def test_dist_train_two_cpu_processes(free_port, tmp_path):
     cfg = write_job(tmp_path)
     work = str(tmp_path / 'work')
     proc = _run(['bash', osp.join(ROOT, 'tools/dist_train.sh'), cfg, '2',
@@ -268,7 +261,7 @@ def test_dist_train_two_cpu_processes(tmp_path):
                  'train_cfg.val_interval=4',
                  # GPU configs ask for SyncBN; on CPU it is skipped
                  'sync_bn=torch'],
-                cwd=str(tmp_path), env=dict(PORT=str(_free_port()),
+                cwd=str(tmp_path), env=dict(PORT=str(free_port()),
                                             PYTHON=sys.executable))
     log = proc.stdout + proc.stderr
     assert 'Distributed training: True' in log
@@ -305,7 +298,7 @@ def _alive(pids) -> set:
     return alive
 
 
-def test_sigterm_to_dist_train_stops_every_rank(tmp_path):
+def test_sigterm_to_dist_train_stops_every_rank(free_port, tmp_path):
     """`kill -TERM` of `bash tools/dist_train.sh CFG 2` (what Ctrl-C, kill
     and a cluster's preemption send) stops torchrun, both ranks and their
     data workers, not the shell alone."""
@@ -313,7 +306,7 @@ def test_sigterm_to_dist_train_stops_every_rank(tmp_path):
     import time
     cfg = write_job(tmp_path)
     log = open(tmp_path / 'out.log', 'w')
-    env = dict(os.environ, PORT=str(_free_port()), PYTHON=sys.executable,
+    env = dict(os.environ, PORT=str(free_port()), PYTHON=sys.executable,
                PYTHONPATH=ROOT)
     proc = subprocess.Popen(
         ['bash', osp.join(ROOT, 'tools/dist_train.sh'), cfg, '2',
