@@ -689,11 +689,12 @@ class CvT(BaseModule):
         """The modules a fast path may compute without calling them: all
         inside the blocks but the blocks, attentions and projections, which
         are called as usual (``fast_paths.decide_plan``)."""
-        for stage in self.stages:
-            for m in stage.blocks.modules():
-                if not isinstance(m, (nn.ModuleList, CvTBlock, ConvAttention,
-                                      DWConvBN)):
-                    yield m
+        stack = [block for stage in self.stages for block in stage.blocks]
+        while stack:  # children(), not modules(): no names, no memo set
+            m = stack.pop()
+            stack.extend(m.children())
+            if not isinstance(m, (CvTBlock, ConvAttention, DWConvBN)):
+                yield m
 
     # ---- forward --------------------------------------------------------
 
