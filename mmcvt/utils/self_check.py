@@ -192,7 +192,7 @@ def _step_both(a: nn.Module, b: nn.Module, x: torch.Tensor,
 
 
 # precisions whose matmul rate is under this share of fp32's are not timed
-# in the model (fp16 on CPUs without it: 0.2%, and 0.03x fp32 in training)
+# in the model (fp16 on CPUs without native fp16; README, "Speed and memory")
 SLOW_MATMUL = 0.05
 # the worst single gradient tensor's allowance, in tolerances
 WORST_TENSOR_FACTOR = 4

@@ -534,6 +534,41 @@ def test_per_stage_knobs(img, tiny_cvt):
     assert two(img(1, 3, 32, 32))[0].shape == (1, 16)
 
 
+def test_every_per_stage_argument_reaches_its_stage_spec(tiny_arch):
+    """StageSpecs are built by name: each CvT argument, given a different
+    value per stage, lands in its own field of its own stage (the renamed
+    ones too: stride_q -> proj_stride_q, patch_sizes -> patch_size)."""
+    import dataclasses
+    fields = dict(  # CvT argument -> (StageSpec field, one value per stage)
+        patch_sizes=('patch_size', [7, 5, 3]),
+        patch_strides=('patch_stride', [4, 2, 1]),
+        patch_paddings=('patch_padding', [3, 2, 1]),
+        qkv_proj=('qkv_proj', ['dw_bn', 'avg', 'linear']),
+        proj_kernel=('proj_kernel', [3, 5, 1]),
+        proj_padding_q=('proj_padding_q', [1, 2, 0]),
+        proj_padding_kv=('proj_padding_kv', [0, 1, 2]),
+        stride_q=('proj_stride_q', [1, 1, 1]),
+        stride_kv=('proj_stride_kv', [2, 3, 1]),
+        cls_token=('cls_token', [True, False, True]),
+        pos_embed=('pos_embed', [False, True, False]),
+        mlp_ratio=('mlp_ratio', [4., 2., 3.]),
+        qkv_bias=('qkv_bias', [False, True, False]),
+        drop_path_rate=('drop_path_rate', [0.1, 0.2, 0.3]))
+    with torch.device('meta'):
+        model = CvT(tiny_arch, out_type='featmap',
+                    **{arg: values for arg, (_, values) in fields.items()})
+    for arg, (field, values) in fields.items():
+        assert [getattr(s, field) for s in model.specs] == values, arg
+    assert [s.embed_dims for s in model.specs] == tiny_arch['embed_dims']
+    assert [s.depth for s in model.specs] == tiny_arch['depths']
+    # every field comes from an argument or the arch
+    names = {f.name for f in dataclasses.fields(model.specs[0])}
+    assert names == {f for f, _ in fields.values()} | {
+        'embed_dims', 'num_heads', 'depth'}
+    with pytest.raises(TypeError, match='stride_qq'):
+        CvT(tiny_arch, stride_qq=2)
+
+
 def test_init_weights(tiny_arch):
     torch.manual_seed(0)
     model = CvT(tiny_arch)

@@ -264,3 +264,38 @@ def test_macs_counted_on_meta_equal_the_cpu_count(task):
         assert model.training
         assert all(p.grad is None for p in model.parameters())
         assert all(p.device == cpu for p in model.parameters())
+
+
+def test_another_revision_is_timed_against_the_working_tree(monkeypatch,
+                                                            capsys):
+    """``--impl-extra before=mmcvt.utils.benchmark.revision:classifier``
+    builds the CvT of ``MMCVT_BENCH_REV`` (here HEAD) from git, with the
+    same wrappers and weights: the same outputs, and a run with both."""
+    from mmcvt.utils.benchmark import impls, revision
+    from mmcvt.utils.benchmark.cli import main
+    monkeypatch.setenv('MMCVT_BENCH_REV', 'HEAD')
+    ctx = impls.Weights('tiny', seed=0)
+    ours = impls.build_mmcvt('tiny', ctx.hf_state_dict)
+    theirs = revision.classifier('tiny', ctx.hf_state_dict)
+    assert type(theirs.backbone).__module__ == \
+        'mmcvt_rev.models.backbones.cvt'
+    x = torch.randn(2, 3, 48, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(x), ours(x))
+        dense = revision.backbone('tiny', ctx.hf_state_dict)(x)
+        want = impls.build_mmcvt_backbone('tiny', ctx.hf_state_dict)(x)
+    for a, b in zip(dense, want):
+        torch.testing.assert_close(a, b)
+    report = main([
+        '--archs', 'tiny', '--sizes', '48', '--batch-size', '1',
+        '--warmup', '0', '--repeats', '1', '--threads', '1',
+        '--modes', 'infer', '--impls', 'mmcvt', 'before',
+        '--reference', 'before', '--impl-extra',
+        'before=mmcvt.utils.benchmark.revision:classifier',
+        '--matmul-size', '128', '--matmul-seconds', '0.05', '--no-memory'
+    ])  # yapf: disable
+    assert [(r['impl'], r['status']) for r in report['results']] == [
+        ('mmcvt', 'ok'), ('before', 'ok')]
+    monkeypatch.setenv('MMCVT_BENCH_REV', 'no-such-revision')
+    with pytest.raises(ValueError, match='MMCVT_BENCH_REV=no-such-revision'):
+        revision.classifier('tiny', ctx.hf_state_dict)

@@ -42,7 +42,8 @@ Implementations (``--impls``):
   the keyword arguments it accepts out of ``arch``, ``img_size``,
   ``num_classes``, ``hf_state_dict``, ``hf_config`` and ``device`` and returns
   an ``nn.Module`` mapping images ``(B, 3, S, S)`` to logits (or to anything
-  whose tensors give a loss).
+  whose tensors give a loss). :mod:`.revision` has two: mmcvt's CvT at
+  another git revision (``MMCVT_BENCH_REV``), to time a change against it.
 
 Peak memory:
 
