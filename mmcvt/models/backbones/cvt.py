@@ -60,9 +60,7 @@ class ConvEmbed(nn.Module):
     Args:
         in_channels (int): Input channels.
         embed_dims (int): Output channels / token width.
-        kernel_size (int): Conv kernel size.
-        stride (int): Conv stride.
-        padding (int): Conv padding.
+        kernel_size, stride, padding (int): The convolution's.
         norm_cfg (dict): Config of the token norm.
     """
 
@@ -299,7 +297,7 @@ class CvTBlock(nn.Module):
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
                 plan: Plan = REFERENCE_PLAN) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x), hw_shape, plan))
-        if plan.fast:  # CPU inference: over cache-sized chunks of tokens
+        if plan.fast:  # its fast form: in CPU inference over chunks of tokens
             return fp.mlp_residual(x, self.norm2, self.mlp, self.drop_path,
                                    plan)
         return x + self.drop_path(self.mlp(self.norm2(x)))
@@ -317,10 +315,8 @@ class CvTStage(nn.Module):
         spec (StageSpec): The stage's settings.
         pos_embed_shape (tuple, optional): Token grid of the learnable
             position embedding; None when ``spec.pos_embed`` is False.
-        drop_rate (float): Dropout rate.
-        attn_drop_rate (float): Attention dropout rate.
-        norm_cfg (dict): Token norms.
-        act_cfg (dict): MLP activation.
+        drop_rate, attn_drop_rate (float): Dropout rates.
+        norm_cfg, act_cfg (dict): Token norms, MLP activation.
         with_cp (bool): Gradient checkpointing per block. Defaults to False.
     """
 
@@ -602,18 +598,15 @@ class CvT(BaseModule):
     # ---- train / eval / freezing ----------------------------------------
 
     def _freeze_stages(self) -> None:
-        for i in range(min(self.frozen_stages, self.num_stages)):
-            modules = [self.stages[i]]
-            if hasattr(self, f'out_norm{i}'):
-                modules.append(getattr(self, f'out_norm{i}'))
-            for m in modules:
-                m.eval()
-                for param in m.parameters():
-                    param.requires_grad = False
+        frozen = range(min(self.frozen_stages, self.num_stages))
+        modules = [self.stages[i] for i in frozen] + [
+            getattr(self, f'out_norm{i}') for i in frozen
+            if hasattr(self, f'out_norm{i}')
+        ]
         if self.frozen_stages == self.num_stages and self.norm is not None:
-            self.norm.eval()
-            for param in self.norm.parameters():
-                param.requires_grad = False
+            modules.append(self.norm)
+        for m in modules:
+            m.eval().requires_grad_(False)
 
     def train(self, mode: bool = True) -> 'CvT':
         super().train(mode)
