@@ -15,6 +15,7 @@ import torch
 import transformers  # noqa: F401
 
 from mmcvt.models.layers import fast_paths as fp
+from mmcvt.models.layers import kernels
 from mmcvt.utils import self_check
 from .tool_module import load_tool
 
@@ -88,7 +89,10 @@ def test_a_wrong_fast_path_fails(monkeypatch, alpha, fails):
     """A fast path that computes another function (QuickGELU's 1.702 folded
     as another constant) fails the check in every dtype precise enough to
     see it."""
+    # the fast paths' constant (the folded MLP, and QuickGELU in fp16), not
+    # the reference QuickGELU's
     monkeypatch.setattr(fp, 'QUICK_GELU_ALPHA', alpha)
+    monkeypatch.setattr(kernels, 'QUICK_GELU_ALPHA', alpha)
     rows = self_check.check_fast_paths(torch.device('cpu'),
                                        self_check.QUICK_ARCH, (64, 48), 2,
                                        ['fp32', 'bf16', 'fp16'])
