@@ -459,12 +459,10 @@ class CvT(BaseModule):
         [torch.Size([1, 64, 56, 56]), torch.Size([1, 192, 28, 28]), torch.Size([1, 384, 14, 14])]
     """  # noqa: E501
 
-    # From microsoft/CvT experiments/imagenet/cvt/cvt-{13,21,w24}-*.yaml. All
-    # share patch_sizes (7, 3, 3), patch_strides (4, 2, 2), patch_paddings
-    # (2, 1, 1), 'dw_bn' projections with kernel 3, stride_kv 2, mlp_ratio 4,
-    # qkv_bias and a class token in the last stage only. drop_path_rates are
-    # the yamls' DROP_PATH_RATE (the maximum rate of each stage). Parameters
-    # and MACs: README, "The backbone".
+    # experiments/imagenet/cvt/cvt-{13,21,w24}-*.yaml of microsoft/CvT; the
+    # other settings (the defaults of __init__) are the same in all three.
+    # drop_path_rates: the yamls' DROP_PATH_RATE, the maximum of each stage.
+    # Parameters and MACs: README, "The backbone".
     arch_zoo: Dict[str, dict] = {
         **dict.fromkeys(['13', 'cvt-13'], dict(
             embed_dims=[64, 192, 384], num_heads=[1, 3, 6],
@@ -567,8 +565,6 @@ class CvT(BaseModule):
         self._register_load_state_dict_pre_hook(self._adapt_checkpoint)
         self._freeze_stages()
 
-    # ---- construction ---------------------------------------------------
-
     @classmethod
     def variant_name(cls, depths: Sequence[int],
                      embed_dims: Sequence[int]) -> Optional[str]:
@@ -595,8 +591,6 @@ class CvT(BaseModule):
     def _adapt_checkpoint(self, state_dict, prefix, *args) -> None:
         adapt_state_dict(self, state_dict, prefix)
 
-    # ---- train / eval / freezing ----------------------------------------
-
     def _freeze_stages(self) -> None:
         frozen = range(min(self.frozen_stages, self.num_stages))
         modules = [self.stages[i] for i in frozen] + [
@@ -617,18 +611,14 @@ class CvT(BaseModule):
                     m.eval()
         return self
 
-    # ---- initialisation -------------------------------------------------
-
     def init_weights(self) -> None:
-        """Official initialisation (trunc-normal ``std=0.02`` linear weights,
-        zero biases, unit norms, default convs, trunc-normal class token and
-        position embeddings), or load ``init_cfg`` ``Pretrained`` weights."""
-        cfgs = self.init_cfg if isinstance(self.init_cfg,
-                                           list) else [self.init_cfg]
-        pretrained = [
-            c.get('checkpoint') for c in cfgs
-            if isinstance(c, dict) and c.get('type') == 'Pretrained'
-        ]
+        """The official initialisation (``init_official``, trunc-normal class
+        token and position embeddings), or ``init_cfg``'s ``Pretrained``
+        weights."""
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [
+            self.init_cfg]
+        pretrained = [c.get('checkpoint') for c in cfgs if isinstance(c, dict)
+                      and c.get('type') == 'Pretrained']
         if pretrained:
             try:
                 super().init_weights()
@@ -650,8 +640,6 @@ class CvT(BaseModule):
         ``LearningRateDecayOptimWrapperConstructor``: see
         :func:`mmcvt.models.utils.cvt_spec.layer_depth`."""
         return cvt_spec.layer_depth(self.depths, param_name, prefix)
-
-    # ---- deployment and fast paths --------------------------------------
 
     def switch_to_deploy(self) -> 'CvT':
         """Fold every ``'dw_bn'`` projection's BatchNorm into its depth-wise
@@ -688,8 +676,6 @@ class CvT(BaseModule):
             stack.extend(m.children())
             if not isinstance(m, (CvTBlock, ConvAttention, DWConvBN)):
                 yield m
-
-    # ---- forward --------------------------------------------------------
 
     def min_input_size(self) -> int:
         """The smallest square input that gives tokens in every stage."""
