@@ -137,8 +137,7 @@ def decide_plan(x: torch.Tensor, fused: bool,
             forwards is seen.
     """
     autocast = kernels.autocast_active(x)
-    dtype = (torch.get_autocast_dtype(x.device.type) if autocast else
-             x.dtype)
+    dtype = kernels.compute_dtype(x)
     cpu = x.device.type == 'cpu'
     if not fused or has_hooks(bypassed):
         path = Path.REFERENCE
