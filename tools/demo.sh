@@ -4,6 +4,7 @@
 #   cls  train a tiny CvT classifier on the 1,797 digit scans and evaluate it
 #   det  train Mask R-CNN with that CvT (loaded from the classifier) on
 #        scenes of digits, evaluate it at three test scales, draw pictures
+#        (work dir: pictures.png) and training curves (curves.png)
 #   seg  the same with UperNet
 #   all  the three in turn (the default)
 #   bash tools/demo.sh [cls|det|seg|all] [train.py args]
@@ -57,6 +58,8 @@ run_cls() {
     "$PYTHON" tools/train.py "$CLS_CONFIG" --work-dir "$work" "$@"
     "$PYTHON" tools/test.py "$CLS_CONFIG" "$(cat "$work/last_checkpoint")" \
         --work-dir "$work/test" ${test_args[@]+"${test_args[@]}"}
+    "$PYTHON" tools/analysis/plot_curves.py "$work" --out "$work/curves.png" \
+        --labels "CvT from random init" --title "digits classifier"
 }
 
 # train CONFIG from the classifier, then test it at every scale (pictures at
@@ -85,6 +88,20 @@ run_dense() {
             ${test_args[@]+"${test_args[@]}"} \
             --cfg-options "$SCALE_KEY=($scale)"
     done
+    # the first three validation scenes, ground truth left, prediction right
+    local shown=()
+    if [[ -d $pictures ]]; then
+        mapfile -t shown < <(find "$pictures" -maxdepth 1 -name '*.png' |
+            sort | head -n 3)
+    fi
+    if ((${#shown[@]})); then
+        "$PYTHON" tools/visualization/stack_pictures.py "${shown[@]}" \
+            --scale 3 --out "$work/pictures.png"
+    fi
+    # with the from-scratch control when it was trained (configs/demo/README.md)
+    "$PYTHON" tools/analysis/plot_curves.py "$work" "${work}_scratch" \
+        --labels "CvT from the classifier" "CvT from scratch" \
+        --out "$work/curves.png" --title "$(basename "${config%.py}")"
 }
 
 case "$JOB" in

@@ -30,18 +30,27 @@ model = dict(
     # conv drawn with std 0.01): with that one, UperNet from scratch stays
     # at "all background" on these scenes for all 1,000 iterations (mIoU
     # 8.4; background is 93% of the validation pixels), with this one it
-    # reaches 16.1 (measured, README.md). The same choice for the
+    # reaches 16.1 (measured with cross-entropy alone, 1,000 iterations;
+    # configs/demo/README.md). The same choice for the
     # pretrained start and the controls.
+    # Cross-entropy plus the Lovasz-softmax loss (Berman et al. 2018), a
+    # surrogate of the per-class IoU that weighs every digit class as much
+    # as the background (93% of the pixels): at 500 iterations mIoU 37.3
+    # with it, 18.1 without, in 1,000-iteration runs (configs/demo/README.md).
     decode_head=dict(
         in_channels=[32, 64, 128],
         channels=64,
         num_classes=num_classes,
+        loss_decode=[
+            dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
+            dict(type='LovaszLoss', reduction='none', loss_weight=1.0)
+        ],
         init_cfg=None),
     auxiliary_head=dict(
         in_channels=128, channels=32, num_classes=num_classes,
         init_cfg=None))
 
-# data: 200 training / 100 validation scenes (96-160 x 128-224 pixels, 2-5
+# data: 800 training / 100 validation scenes (96-160 x 128-224 pixels, 2-5
 # digits of 20-48 pixels each); label maps 0 = background, 1 + digit
 dataset_type = 'BaseSegDataset'
 data_root = 'data/digit_scenes/'
@@ -54,10 +63,11 @@ scale = (224, 160)  # the recipe's (2048, 512), shrunk with the scenes
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),  # 0 is a class here, not "ignore"
+    # the range of the three test scales (the recipe's is 0.5-2.0)
     dict(
         type='RandomResize',
         scale=scale,
-        ratio_range=(0.5, 2.0),
+        ratio_range=(0.75, 1.5),
         keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     # no flip: a mirrored digit is not a digit
@@ -94,16 +104,16 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 # schedule: the recipe's AdamW, warm-up and poly decay, over 1,000
-# iterations of 8 crops
+# iterations of 8 crops; validated every 250 (the curves)
 max_iters = 1000
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
+optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,
          end=50),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=50, end=max_iters,
          by_epoch=False)
 ]
-train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+train_cfg = dict(max_iters=max_iters, val_interval=250)
 default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(interval=max_iters, max_keep_ckpts=1))

@@ -145,3 +145,25 @@ def strip(panels: List[np.ndarray],
         for p in panels
     ]
     return np.concatenate(resized, axis=1)
+
+
+def stack(panels: List[np.ndarray], scale: int = 1,
+          gap: int = 0) -> np.ndarray:
+    """``(H, W, 3)`` uint8 panels top to bottom, each enlarged ``scale``
+    times (nearest, so that the pixels stay sharp), ``gap`` white rows
+    between them, left-aligned on a white canvas as wide as the widest."""
+    from PIL import Image
+    big = [
+        np.asarray(
+            Image.fromarray(p).resize(
+                (p.shape[1] * scale, p.shape[0] * scale), Image.NEAREST))
+        for p in panels
+    ]
+    width = max(p.shape[1] for p in big)
+    height = sum(p.shape[0] for p in big) + gap * (len(big) - 1)
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    top = 0
+    for p in big:
+        canvas[top:top + p.shape[0], :p.shape[1]] = p
+        top += p.shape[0] + gap
+    return canvas

@@ -190,6 +190,21 @@ def test_segmenter_learns(segmenter):
     assert record.metrics['mIoU'] > SEG_MIN_MIOU, record.metrics
 
 
+
+def test_training_curves_of_a_demo_run(segmenter, tmp_path):
+    """The curves that tools/demo.sh draws come from the scalar log that
+    mmengine writes during the demo config's training."""
+    from mmcvt.utils.curves import plot_curves, read_curves
+    runner, record = segmenter
+    curves = read_curves(runner.work_dir, 'pretrained')
+    assert curves.loss_x == list(range(10, SEG_ITERS + 1, 10))
+    assert curves.loss == pytest.approx(
+        [np.mean(record.losses[i - 10:i]) for i in curves.loss_x], rel=1e-4)
+    assert curves.val_x == [SEG_ITERS]
+    assert curves.val['mIoU'] == [pytest.approx(record.metrics['mIoU'])]
+    out = str(tmp_path / 'curves.png')
+    assert plot_curves([curves], out) == 'mIoU' and osp.getsize(out) > 0
+
 def _predict_at(runner, scale, n=2):
     """The first ``n`` training scenes through the test pipeline resized to
     ``scale`` and the trained model: ``[(input sample, result)]``."""

@@ -97,6 +97,11 @@ def test_demo_dense_job_starts_from_the_classifier(tmp_path, job, config):
     show = tests[1]
     assert show[show.index('--show-dir') + 1] == f'{work}/{config}/pictures'
     assert any('prepare_digit_scenes.py' in ' '.join(c) for c in calls)
+    # the curves, with the from-scratch control's when it is there
+    plot = next(c for c in calls if 'plot_curves.py' in ' '.join(c) and
+                f'{work}/{config}' in c)
+    assert plot[1:3] == [f'{work}/{config}', f'{work}/{config}_scratch']
+    assert plot[plot.index('--out') + 1] == f'{work}/{config}/curves.png'
     # a second run reuses the classifier
     proc, calls_again, _ = _demo(tmp_path, job)
     assert proc.returncode == 0, proc.stderr

@@ -46,7 +46,7 @@ CLASSES = tuple(str(d) for d in range(10))
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description='Scenes of handwritten digits')
     p.add_argument('--out', default='data/digit_scenes')
-    p.add_argument('--num-train', type=int, default=200)
+    p.add_argument('--num-train', type=int, default=800)
     p.add_argument('--num-val', type=int, default=100)
     p.add_argument('--height', nargs=2, type=int, default=[96, 160],
                    metavar=('MIN', 'MAX'), help='canvas height range')
