@@ -89,9 +89,10 @@ run_dense() {
             --cfg-options "$SCALE_KEY=($scale)"
     done
     # the first three validation scenes, ground truth left, prediction right
+    # (mmseg draws into pictures/vis_data/vis_image)
     local shown=()
     if [[ -d $pictures ]]; then
-        mapfile -t shown < <(find "$pictures" -maxdepth 1 -name '*.png' |
+        mapfile -t shown < <(find "$pictures" -name '*.png' |
             sort | head -n 3)
     fi
     if ((${#shown[@]})); then

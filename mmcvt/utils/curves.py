@@ -131,7 +131,7 @@ def plot_curves(runs: Sequence[Curves],
         if metric in run.val:
             ax_val.plot(run.val_x, run.val[metric], 'o-', ms=4,
                         color=line.get_color(), label=run.name)
-    ax_loss.set(xlabel='iteration', ylabel='training loss', yscale='log')
+    ax_loss.set(xlabel='iteration', ylabel='training loss')
     ax_val.set(xlabel='iteration', ylabel=metric, title='validation')
     for ax in (ax_loss, ax_val):
         ax.grid(alpha=0.3)

@@ -288,6 +288,10 @@ def test_demo_summary_reads_the_metrics(tmp_path):
     ]
     assert tool.summary(str(tmp_path), 'seg') == rows[-1:]
     assert tool.main(['--work-dirs', str(tmp_path / 'none')]) == 1
+    curves = tmp_path / 'upernet_cvt-tiny_digit-scenes' / 'curves.png'
+    curves.write_bytes(b'png')
+    assert tool.pictures(str(tmp_path)) == [str(curves)]
+    assert tool.pictures(str(tmp_path), 'det') == []
 
 
 def test_show_dir_needs_a_visualization_hook():

@@ -2,7 +2,7 @@
 """The metrics of ``bash tools/demo.sh`` in one table: the classifier's
 top-1, and the detector's and segmenter's metrics at each test scale, read
 from the ``metrics.json`` files that ``tools/test.py`` leaves in the test
-work dirs.
+work dirs; then the pictures the demo drew (training curves, predictions).
 
     python tools/analysis/demo_summary.py [--work-dirs work_dirs] [--job all]
 """
@@ -45,6 +45,17 @@ def summary(work_dirs: str, job: str = 'all') -> list:
     return rows
 
 
+def pictures(work_dirs: str, job: str = 'all') -> list:
+    """The demo's pictures that exist: each job's ``curves.png`` and the
+    dense jobs' ``pictures.png``."""
+    return [
+        path for name, (folder, _) in JOBS.items() if job in ('all', name)
+        for path in (osp.join(work_dirs, folder, 'curves.png'),
+                     osp.join(work_dirs, folder, 'pictures.png'))
+        if osp.isfile(path)
+    ]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--work-dirs', default='work_dirs')
@@ -58,6 +69,9 @@ def main(argv=None) -> int:
     print(f'{"job":<5} {"test scale":<11} {"metric":<18} value')
     for job, scale, key, value in rows:
         print(f'{job:<5} {scale:<11} {key:<18} {value:.4g}')
+    drawn = pictures(args.work_dirs, args.job)
+    if drawn:
+        print('pictures: ' + ', '.join(drawn))
     return 0
 
 
