@@ -2,9 +2,11 @@
 # classifier of the demo: the project's CvT-13 Mask R-CNN config
 # (../cvt_det/mask-rcnn_cvt-13_fpn_1x_coco.py, mmdet's 1x recipe) shrunk in
 # arch width (the demo's tiny CvT, neck and heads 4x narrower), image size
-# (scenes of at most 224x160) and schedule. Data (no download):
+# (scenes of at most 224x160) and schedule, trained at several scales with
+# smaller anchors (below). Data (no download):
 #   python tools/dataset_converters/prepare_digit_scenes.py
-# Results and the controls (from scratch, frozen at random init): README.md.
+# Results, the controls (from scratch, frozen at random init) and what each
+# change measured: README.md.
 _base_ = [
     '../cvt_det/mask-rcnn_cvt-13_fpn_1x_coco.py',
     '../_base_/models/cvt-tiny_digits.py'

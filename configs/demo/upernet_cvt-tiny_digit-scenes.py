@@ -3,9 +3,11 @@
 # (../cvt_seg/cvt-13-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py, mmseg's
 # Swin-T recipe) shrunk in arch width (the demo's tiny CvT, heads 8x
 # narrower), image size (128x128 crops of scenes of at most 224x160) and
-# schedule. 11 classes: background and the digits 0-9. Data (no download):
+# schedule, with a Lovasz-softmax term in the loss (below). 11 classes:
+# background and the digits 0-9. Data (no download):
 #   python tools/dataset_converters/prepare_digit_scenes.py
-# Results and the controls (from scratch, frozen at random init): README.md.
+# Results, the controls (from scratch, frozen at random init) and what each
+# change measured: README.md.
 _base_ = [
     '../cvt_seg/cvt-13-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
     '../_base_/models/cvt-tiny_digits.py'

@@ -84,6 +84,12 @@ def read_curves(work_dir: str, name: Optional[str] = None) -> Curves:
     curves.loss = [rec['loss'] for rec in train]
     by_epoch = bool(train) and 'epoch' in train[0]
     ipe = _iters_per_epoch(train) if by_epoch else None
+    if not by_epoch and val and all(rec['step'] == 0 for rec in val):
+        raise ValueError(
+            f'{path}: an iteration-based run whose validations are logged at '
+            'epoch 0, so they cannot be placed on the curve; train it with '
+            "default_hooks.logger.log_metric_by_epoch=False (mmseg's default "
+            'runtime sets it)')
     for rec in val:
         if by_epoch:  # step = epoch -> the iteration that ended it
             x = rec['step'] * ipe if ipe else curves.loss_x[-1]

@@ -70,6 +70,17 @@ def test_the_training_run_not_a_later_test_run(tmp_path):
     assert read_curves(str(tmp_path)).val['mIoU'] == [10.0, 30.0]
 
 
+def test_iteration_run_with_metrics_logged_by_epoch_is_named(tmp_path):
+    """mmengine's LoggerHook logs validations at the epoch unless
+    ``log_metric_by_epoch=False``: an iteration-based run then logs them
+    all at step 0, which no curve can place."""
+    _write(str(tmp_path), '20260101_000000', [
+        dict(loss=1.0, step=10), dict(loss=0.5, step=20),
+        dict(mIoU=30.0, step=0)])
+    with pytest.raises(ValueError, match='log_metric_by_epoch=False'):
+        read_curves(str(tmp_path))
+
+
 def test_no_training_log_names_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match='vis_data/scalars.json'):
         read_curves(str(tmp_path))
