@@ -33,8 +33,8 @@ model = dict(
     # at "all background" on these scenes for all 1,000 iterations (mIoU
     # 8.4; background is 93% of the validation pixels), with this one it
     # reaches 16.1 (measured with cross-entropy alone, 1,000 iterations;
-    # configs/demo/README.md). The same choice for the
-    # pretrained start and the controls.
+    # configs/demo/README.md). The same choice for the pretrained start and
+    # the controls.
     # Cross-entropy plus the Lovasz-softmax loss (Berman et al. 2018), a
     # surrogate of the per-class IoU that weighs every digit class as much
     # as the background (93% of the pixels): at 500 iterations mIoU 37.3

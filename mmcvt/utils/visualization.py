@@ -134,30 +134,28 @@ def overlay(image: np.ndarray,
     return ((1 - alpha) * image + alpha * colour).round().astype(np.uint8)
 
 
+def _nearest(panel: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """``panel`` resized to ``size`` = (H, W), nearest neighbour (the
+    pixels stay sharp)."""
+    from PIL import Image
+    return np.asarray(
+        Image.fromarray(panel).resize((size[1], size[0]), Image.NEAREST))
+
+
 def strip(panels: List[np.ndarray],
           size: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """Panels side by side, each resized (nearest) to ``size`` = (H, W)."""
-    from PIL import Image
     size = size or panels[0].shape[:2]
-    resized = [
-        np.asarray(
-            Image.fromarray(p).resize((size[1], size[0]), Image.NEAREST))
-        for p in panels
-    ]
-    return np.concatenate(resized, axis=1)
+    return np.concatenate([_nearest(p, size) for p in panels], axis=1)
 
 
 def stack(panels: List[np.ndarray], scale: int = 1,
           gap: int = 0) -> np.ndarray:
     """``(H, W, 3)`` uint8 panels top to bottom, each enlarged ``scale``
-    times (nearest, so that the pixels stay sharp), ``gap`` white rows
-    between them, left-aligned on a white canvas as wide as the widest."""
-    from PIL import Image
+    times (nearest), ``gap`` white rows between them, left-aligned on a
+    white canvas as wide as the widest."""
     big = [
-        np.asarray(
-            Image.fromarray(p).resize(
-                (p.shape[1] * scale, p.shape[0] * scale), Image.NEAREST))
-        for p in panels
+        _nearest(p, (p.shape[0] * scale, p.shape[1] * scale)) for p in panels
     ]
     width = max(p.shape[1] for p in big)
     height = sum(p.shape[0] for p in big) + gap * (len(big) - 1)

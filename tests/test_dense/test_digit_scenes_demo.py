@@ -194,7 +194,6 @@ def test_segmenter_learns(segmenter):
     assert record.metrics['mIoU'] > SEG_MIN_MIOU, record.metrics
 
 
-
 def test_training_curves_of_a_demo_run(segmenter, tmp_path):
     """The curves that tools/demo.sh draws come from the scalar log that
     mmengine writes during the demo config's training."""
@@ -212,6 +211,7 @@ def test_training_curves_of_a_demo_run(segmenter, tmp_path):
     assert curves.val['mIoU'] == [pytest.approx(record.metrics['mIoU'])]
     out = str(tmp_path / 'curves.png')
     assert plot_curves([curves], out) == 'mIoU' and osp.getsize(out) > 0
+
 
 def _predict_at(runner, scale, n=2):
     """The first ``n`` training scenes through the test pipeline resized to
