@@ -9,7 +9,9 @@
 # change measured: README.md.
 _base_ = [
     '../cvt_det/mask-rcnn_cvt-13_fpn_1x_coco.py',
-    '../_base_/models/cvt-tiny_digits.py'
+    '../_base_/models/cvt-tiny_digits.py',
+    '../_base_/datasets/digit-scenes_instance.py',
+    '../_base_/schedules/digit-scenes_det_3e.py'
 ]
 
 neck_channels = 64
@@ -48,66 +50,19 @@ model = dict(
         rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=200)))
 
-# data: 800 training / 100 validation scenes (96-160 x 128-224 pixels, 2-5
-# digits of 20-48 pixels each), COCO instances with stroke masks
-data_root = 'data/digit_scenes/'
-metainfo = dict(classes=tuple(str(d) for d in range(10)))
-scale = (224, 160)  # the recipe's (1333, 800), shrunk with the scenes
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    # multi-scale training as in the 3x recipe (../cvt_det/*_ms-crop-3x_*),
-    # over the range of the three test scales: 0.75x to 1.5x
-    dict(
-        type='RandomResize',
-        scale=[(168, 120), (336, 240)],
-        keep_ratio=True),
-    # no flip: a mirrored digit is not a digit
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor')),
-]
-dataset = dict(data_root=data_root, metainfo=metainfo)
-train_dataloader = dict(
-    batch_size=4,
-    num_workers=1,
-    dataset=dict(
-        dataset,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='images/train/'),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=4,
-    num_workers=1,
-    dataset=dict(
-        dataset,
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='images/val/'),
-        pipeline=test_pipeline))
+# data: ../_base_/datasets/digit-scenes_instance.py, trained at 0.75x-1.5x
+data_root = _base_.digit_scenes_root
+train_dataloader = _base_.digit_scenes_train_dataloader
+val_dataloader = _base_.digit_scenes_val_dataloader
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+val_evaluator = _base_.digit_scenes_val_evaluator
 test_evaluator = val_evaluator
 
-# schedule: the recipe's AdamW and step decay, over 3 epochs of 200
-# iterations (batch 4) with a 50-iteration warm-up and one step, before the
-# last epoch; validated after every epoch (the curves)
-max_epochs = 3
+# schedule: ../_base_/schedules/digit-scenes_det_3e.py (3 epochs of 200
+# iterations), at 8x the recipe's lr
 optim_wrapper = dict(optimizer=dict(lr=8e-4))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
-         end=50),
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True,
-         milestones=[2], gamma=0.1)
-]
-train_cfg = dict(max_epochs=max_epochs, val_interval=1)
-default_hooks = dict(
-    logger=dict(interval=25), checkpoint=dict(interval=max_epochs))
+param_scheduler = _base_.digit_scenes_param_scheduler
+train_cfg = _base_.digit_scenes_train_cfg
+default_hooks = _base_.digit_scenes_default_hooks
 randomness = dict(seed=0)
 auto_scale_lr = dict(base_batch_size=4)

@@ -10,11 +10,12 @@
 # change measured: README.md.
 _base_ = [
     '../cvt_seg/cvt-13-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
-    '../_base_/models/cvt-tiny_digits.py'
+    '../_base_/models/cvt-tiny_digits.py',
+    '../_base_/datasets/digit-scenes_semantic.py'
 ]
 
-crop_size = (128, 128)
-num_classes = 11
+crop_size = _base_.digit_scenes_crop_size
+num_classes = _base_.digit_scenes_num_classes
 model = dict(
     # the classifier's pixel normalisation
     data_preprocessor=dict(
@@ -52,57 +53,10 @@ model = dict(
         in_channels=128, channels=32, num_classes=num_classes,
         init_cfg=None))
 
-# data: 800 training / 100 validation scenes (96-160 x 128-224 pixels, 2-5
-# digits of 20-48 pixels each); label maps 0 = background, 1 + digit
-dataset_type = 'BaseSegDataset'
-data_root = 'data/digit_scenes/'
-metainfo = dict(
-    classes=('background', ) + tuple(str(d) for d in range(10)),
-    palette=[[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25],
-             [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240],
-             [240, 50, 230], [210, 245, 60], [250, 190, 212]])
-scale = (224, 160)  # the recipe's (2048, 512), shrunk with the scenes
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),  # 0 is a class here, not "ignore"
-    # the range of the three test scales (the recipe's is 0.5-2.0)
-    dict(
-        type='RandomResize',
-        scale=scale,
-        ratio_range=(0.75, 1.5),
-        keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    # no flip: a mirrored digit is not a digit
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs')
-]
-dataset = dict(
-    _delete_=True,
-    type=dataset_type,
-    data_root=data_root,
-    metainfo=metainfo,
-    img_suffix='.png',
-    seg_map_suffix='.png')
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=1,
-    dataset=dict(
-        dataset,
-        data_prefix=dict(
-            img_path='images/train', seg_map_path='seg_maps/train'),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    num_workers=1,
-    dataset=dict(
-        dataset,
-        data_prefix=dict(img_path='images/val', seg_map_path='seg_maps/val'),
-        pipeline=test_pipeline))
+# data: ../_base_/datasets/digit-scenes_semantic.py (128x128 crops of
+# scenes resized 0.75x-1.5x)
+train_dataloader = _base_.digit_scenes_train_dataloader
+val_dataloader = _base_.digit_scenes_val_dataloader
 test_dataloader = val_dataloader
 
 # schedule: the recipe's AdamW, warm-up and poly decay, over 1,000

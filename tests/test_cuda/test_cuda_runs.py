@@ -1,5 +1,6 @@
 """What needs a GPU (marked ``cuda``: skipped, with that reason, on a
-machine without one): mmcv's CUDA kernels against its CPU ones, and a
+machine without one): mmcv's CUDA kernels against its CPU ones (NMS,
+RoIAlign, multi-scale deformable attention), and a
 deterministic training run through tools/train.py that repeats exactly.
 The fast paths on the GPU: test_tools/test_self_check.py."""
 import os
@@ -35,6 +36,44 @@ def test_mmcv_ops_on_cuda_match_the_cpu():
     got = roi_align(feat.cuda(), rois.cuda(), (7, 7), 1.0, 2, 'avg', True)
     torch.testing.assert_close(got.cpu(), ref, rtol=1e-4, atol=1e-5)
 
+
+
+def test_multi_scale_deformable_attention_cuda_matches_the_cpu():
+    """mmcv's compiled multi-scale deformable attention (DINO, Mask2Former
+    on a GPU) against its PyTorch path, checked on the CPU by
+    test_foundation/test_mmcv_ops.py: outputs and the gradients of the
+    value, the sampling locations and the attention weights."""
+    from mmcv.ops.multi_scale_deform_attn import (
+        MultiScaleDeformableAttnFunction,
+        multi_scale_deformable_attn_pytorch,
+    )
+    gen = torch.Generator().manual_seed(0)
+    shapes = torch.tensor([[12, 20], [6, 10], [3, 5]])
+    starts = torch.cat([shapes.new_zeros(1), shapes.prod(1).cumsum(0)[:-1]])
+    bs, heads, dims, queries, points = 2, 4, 8, 30, 4
+    value = torch.randn(bs, int(shapes.prod(1).sum()), heads, dims,
+                        generator=gen, dtype=torch.float64)
+    loc = torch.rand(bs, queries, heads, len(shapes), points, 2,
+                     generator=gen, dtype=torch.float64) * 1.2 - 0.1
+    weights = torch.rand(bs, queries, heads, len(shapes), points,
+                         generator=gen, dtype=torch.float64).softmax(-1)
+    grad_out = torch.randn(bs, queries, heads * dims, generator=gen,
+                           dtype=torch.float64)
+    results = []
+    for device in ('cpu', 'cuda'):
+        inputs = [t.to(device).requires_grad_() for t in (value, loc,
+                                                          weights)]
+        if device == 'cpu':
+            out = multi_scale_deformable_attn_pytorch(
+                inputs[0], shapes, inputs[1], inputs[2])
+        else:
+            out = MultiScaleDeformableAttnFunction.apply(
+                inputs[0], shapes.cuda(), starts.cuda(), inputs[1],
+                inputs[2], 64)
+        out.backward(grad_out.to(device))
+        results.append([out] + [t.grad for t in inputs])
+    for ref, got in zip(*results):
+        torch.testing.assert_close(got.cpu(), ref, rtol=1e-6, atol=1e-8)
 
 def test_deterministic_training_on_cuda_repeats_exactly(tmp_path):
     """randomness.deterministic=True on the GPU: tools/train.py sets

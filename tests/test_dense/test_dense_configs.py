@@ -18,6 +18,7 @@ from mmengine.config import Config
 from mmengine.dataset import Compose
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
+from torch import nn
 
 import mmcvt  # noqa: F401  (compatibility fixes, registers mmcvt.CvT)
 from mmcvt.models.backbones.cvt import CvT
@@ -60,7 +61,10 @@ def test_every_family_present():
                 f'mask-rcnn_cvt-{arch}_fpn_ms-crop-3x_coco.py',
                 f'retinanet_cvt-{arch}_fpn_1x_coco.py',
                 f'cvt-{arch}-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
-                f'cvt-{arch}-in1k-pre_fpn_8xb4-80k_ade20k-512x512.py'):
+                f'cvt-{arch}-in1k-pre_fpn_8xb4-80k_ade20k-512x512.py',
+                f'cascade-mask-rcnn_cvt-{arch}_fpn_ms-crop-3x_coco.py',
+                f'dino-4scale_cvt-{arch}_8xb2-12e_coco.py',
+                f'mask2former_cvt-{arch}_8xb2-160k_ade20k-512x512.py'):
             assert name in names, name
     for d in (DET_DIR, SEG_DIR):
         assert osp.isfile(osp.join(d, 'README.md'))
@@ -74,7 +78,11 @@ def test_config_loads_and_builds(path):
     assert not re.search(r'^\s*(import|from)\s', text, re.M), path
     assert '_base_' in text
     cfg = Config.fromfile(path)
-    assert 'custom_imports' not in cfg
+    # nothing but what the toolkit recipe itself imports (mmseg's
+    # Mask2Former: mmdet's models); the ConvNeXt recipe's mmpretrain import
+    # is dropped with its backbone
+    assert cfg.get('custom_imports', {}).get('imports', []) in (
+        [], 'mmdet.models'), path
     expected_scope = 'mmdet' if path in DET_CONFIGS else 'mmseg'
     assert cfg.default_scope == expected_scope  # from the bases
 
@@ -115,19 +123,36 @@ def test_config_loads_and_builds(path):
 
     # AdamW; no decay on norms (LN and the projections' BN), biases, the
     # class token; full decay on the weights of convs and linears
-    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    # the Cascade recipe trains in mixed precision, which a CPU cannot
+    # (mmcvt.compat says so): its parameter groups are built in fp32 here
+    assert cfg.optim_wrapper.type == (
+        'AmpOptimWrapper' if 'cascade' in _id(path) else 'OptimWrapper')
+    optim_wrapper = build_optim_wrapper(
+        model, dict(cfg.optim_wrapper, type='OptimWrapper'))
     optimizer = optim_wrapper.optimizer
     assert type(optimizer).__name__ == 'AdamW'
     base_wd = cfg.optim_wrapper.optimizer.weight_decay
-    if expected_scope == 'mmdet':
-        assert cfg.optim_wrapper.optimizer.lr == 1e-4
-        assert base_wd == 0.05
+    name = _id(path)
+    # the recipes' optimizer, unchanged: lr, weight decay, 0.1x backbone lr
+    recipe = {
+        'cascade': (2e-4, 0.05, 1.0),
+        'dino': (1e-4, 1e-4, 0.1),
+        'mask2former': (1e-4, 0.05, 0.1),
+    }.get(re.search(r'cascade|dino|mask2former|$', name).group(),
+          (1e-4, 0.05, 1.0) if expected_scope == 'mmdet' else None)
+    if recipe is not None:
+        assert (cfg.optim_wrapper.optimizer.lr, base_wd) == recipe[:2]
+    base_lr = cfg.optim_wrapper.optimizer.lr
     wd = {
         id(p): g['weight_decay']
         for g in optimizer.param_groups for p in g['params']
     }
+    lr = {id(p): g['lr'] for g in optimizer.param_groups for p in g['params']}
     named = dict(model.named_parameters())
     assert len(wd) == len(named)
+    if recipe is not None and recipe[2] != 1.0:
+        _check_backbone_lr_keys(named, wd, lr, base_lr, base_wd)
+        return
     bb = 'backbone.stages.2.'
     no_decay = [
         bb + 'cls_token', bb + 'blocks.0.norm1.weight',
@@ -149,6 +174,23 @@ def test_config_loads_and_builds(path):
         module = name.split('.')[-2]
         if name.endswith('.bias') or 'norm' in module or module == 'bn':
             assert wd[id(p)] == 0, name
+
+
+def _check_backbone_lr_keys(named, wd, lr, base_lr, base_wd):
+    """DINO / Mask2Former (``cvt_backbone_lr01_keys``): every backbone
+    parameter at 0.1x lr, its norms, BatchNorms and class token without
+    weight decay and its other weights with it; no head parameter is caught
+    by the CvT keys (all at the base lr)."""
+    for name, p in named.items():
+        if not name.startswith('backbone.'):
+            assert lr[id(p)] == base_lr, name
+            continue
+        assert lr[id(p)] == pytest.approx(0.1 * base_lr), name
+        module = name.split('.')[-2]
+        if 'norm' in module or module == 'bn' or name.endswith('cls_token'):
+            assert wd[id(p)] == 0, name
+        else:  # weights, and biases as in the Swin recipes
+            assert wd[id(p)] == base_wd, name
 
 
 def _ceil_sizes(hw, strides):
@@ -176,7 +218,8 @@ def _check_all_backbone_params_used(model, with_neck=True):
 
 @pytest.mark.parametrize(
     'path', [p for p in DET_CONFIGS if 'cvt-13_fpn_1x' in p or
-             'retinanet_cvt-13' in p], ids=_id)
+             'retinanet_cvt-13' in p or 'cascade-mask-rcnn_cvt-13' in p],
+    ids=_id)
 def test_detector_gets_its_strides(path):
     cfg, model = _build(path)
     _check_all_backbone_params_used(model)
@@ -187,11 +230,15 @@ def test_detector_gets_its_strides(path):
     else:
         head = model.rpn_head
         backbone_strides, neck_strides = [4, 8, 16], [4, 8, 16, 32, 64]
-        # RoI features come from the first four levels (strides 4..32)
-        assert list(model.roi_head.bbox_roi_extractor.featmap_strides) == \
-            neck_strides[:4]
-        assert list(model.roi_head.mask_roi_extractor.featmap_strides) == \
-            neck_strides[:4]
+        # RoI features come from the first four levels (strides 4..32), in
+        # every stage of a cascade
+        roi = model.roi_head
+        extractors = [roi.bbox_roi_extractor, roi.mask_roi_extractor]
+        extractors = [e for x in extractors
+                      for e in (x if isinstance(x, nn.ModuleList) else [x])]
+        assert len(extractors) == (6 if 'cascade' in _id(path) else 2)
+        for extractor in extractors:
+            assert list(extractor.featmap_strides) == neck_strides[:4]
     # the anchors are laid out on exactly the neck's strides
     assert [tuple(s) for s in head.prior_generator.strides] == \
         [(s, s) for s in neck_strides]
@@ -226,7 +273,9 @@ def test_detector_gets_its_strides(path):
 
 
 @pytest.mark.parametrize(
-    'path', [p for p in SEG_CONFIGS if 'cvt-13' in p], ids=_id)
+    'path',
+    [p for p in SEG_CONFIGS if 'cvt-13' in p and 'mask2former' not in p],
+    ids=_id)
 def test_segmentor_gets_its_strides(path):
     cfg, model = _build(path)
     _check_all_backbone_params_used(model, with_neck='upernet' not in path)
@@ -254,3 +303,39 @@ def test_segmentor_gets_its_strides(path):
         with torch.no_grad():
             logits = head(outs)
         assert logits.shape == (1, 150, hw[0] // 4, hw[1] // 4)
+
+
+@pytest.mark.parametrize(
+    'path', [p for p in ALL_CONFIGS if re.search('(dino|mask2former).*13', p)],
+    ids=_id)
+def test_deformable_attention_gets_its_levels(path):
+    """DINO and Mask2Former: ChannelMapper turns the three CvT maps
+    (strides 4, 8, 16) into four 256-channel levels, the fourth (stride 32)
+    a stride-2 conv on the stride-16 map; the deformable attention samples
+    exactly these levels (DINO: all four; Mask2Former's pixel decoder: the
+    coarsest three, with the stride-4 map for the mask features)."""
+    cfg, model = _build(path)
+    _check_all_backbone_params_used(model)
+    hw = (200, 264)  # mmdet's DINO pads to no multiple: pad_size_divisor=1
+    with torch.no_grad():
+        outs = model.neck(model.backbone(torch.rand(1, 3, *hw)))
+    strides = [4, 8, 16, 32]
+    assert [tuple(f.shape[-2:]) for f in outs] == _ceil_sizes(hw, strides)
+    assert all(f.shape[1] == 256 for f in outs)
+    extra = model.neck.extra_convs[0].conv
+    assert (extra.in_channels, extra.stride, extra.kernel_size) == \
+        (384, (2, 2), (3, 3))
+    if 'dino' in _id(path):
+        assert model.num_feature_levels == 4
+        layers = [model.encoder.layers[0].self_attn,
+                  model.decoder.layers[0].cross_attn]
+        assert all(a.num_levels == 4 for a in layers)
+        return
+    head = model.decode_head
+    assert list(head.pixel_decoder.strides) == strides
+    assert head.pixel_decoder.num_encoder_levels == 3
+    with torch.no_grad():
+        mask_feature, levels = head.pixel_decoder(outs)
+    assert tuple(mask_feature.shape[-2:]) == _ceil_sizes(hw, [4])[0]
+    assert [tuple(f.shape[-2:]) for f in levels] == \
+        _ceil_sizes(hw, [32, 16, 8])

@@ -403,3 +403,84 @@ def evaluate_ground_truth_seg(runner: Runner, shift: int = 0) -> dict:
         evaluator.process(samples)
         n += len(samples)
     return evaluator.evaluate(n)
+
+
+def _set_num_classes(node, n: int) -> None:
+    """Every head of a model config (cascade stages included) to ``n``
+    classes."""
+    if isinstance(node, dict):
+        if 'num_classes' in node:
+            node['num_classes'] = n
+        for value in node.values():
+            _set_num_classes(value, n)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _set_num_classes(value, n)
+
+
+def full_size_cfg(config: str, data_root: str, work_dir: str) -> Config:
+    """``config`` as published (the CvT-13 arch, its ``hf://`` weights and
+    the recipe's heads at full width) on the tiny COCO / ADE20K data, with
+    the pipelines' scales shrunk to the 200x264 / 264x200 images, the
+    detection heads to the data's two classes, batch 2,
+    fp32 (a CPU has no mixed precision); two training iterations (one epoch
+    of the three COCO images), then validation."""
+    cfg = Config.fromfile(config)
+    det = cfg.default_scope == 'mmdet'
+    if cfg.optim_wrapper.type == 'AmpOptimWrapper':
+        cfg.optim_wrapper.type = 'OptimWrapper'
+        cfg.optim_wrapper.pop('loss_scale', None)
+
+    def small(t):
+        kind = t.get('type')
+        if kind == 'RandomChoiceResize':
+            t['scales'] = [(264, 264)] if det else [200, 232]
+        elif kind == 'Resize':
+            t['scale'] = (264, 264) if det else (264, 200)
+        elif kind == 'RandomCrop':
+            t['crop_size'] = (120, 168)
+
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[name]
+        _small_loader(loader, 2 if det or name == 'train_dataloader' else 1)
+        ds = loader.dataset
+        ds.data_root = data_root
+        if det:
+            ds.ann_file = 'annotations/instances.json'
+            ds.data_prefix = dict(img='images/')
+            ds.metainfo = dict(classes=COCO_CLASSES)
+        _walk_transforms(ds.pipeline, small)
+    model = cfg.model
+    if det:
+        _set_num_classes(model, len(COCO_CLASSES))
+    # fewer proposals, sampled RoIs, queries, points: CPU time, not widths
+    if 'rpn_proposal' in model.get('train_cfg', {}):
+        model.train_cfg.rpn_proposal.update(nms_pre=300, max_per_img=100)
+        for stage in model.train_cfg.rcnn:
+            stage.sampler.num = 32
+        model.test_cfg.rpn.update(nms_pre=300, max_per_img=100)
+        # two iterations score every box below the recipe's 0.05: keep
+        # them all, so the predictions and the evaluation have something to
+        # check
+        model.test_cfg.rcnn.update(score_thr=0.0, max_per_img=20)
+    if model.type == 'DINO':
+        model.num_queries = 100
+        model.dn_cfg.group_cfg.num_dn_queries = 20
+        model.test_cfg.max_per_img = 50
+    if det:
+        ann_file = osp.join(data_root, 'annotations', 'instances.json')
+        for name in ('val_evaluator', 'test_evaluator'):
+            cfg[name].ann_file = ann_file
+        cfg.train_cfg = dict(
+            type='EpochBasedTrainLoop', max_epochs=1, val_interval=1)
+        cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
+    else:
+        model.data_preprocessor.size = (120, 168)
+        model.decode_head.train_cfg.num_points = 1568  # of 12544
+        cfg.train_cfg = dict(
+            type='IterBasedTrainLoop', max_iters=2, val_interval=2)
+        cfg.default_hooks.checkpoint = dict(
+            type='CheckpointHook', by_epoch=False, interval=2)
+    cfg.param_scheduler = None
+    _runtime(cfg, work_dir)
+    return cfg

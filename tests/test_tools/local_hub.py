@@ -5,6 +5,8 @@ codes for a missing repository, revision or file.
 
     with LocalHub({'microsoft/cvt-13': {'model.safetensors': path}}) as hub:
         os.environ['HF_ENDPOINT'] = hub.endpoint
+
+and the random ``transformers`` CvT models whose files it serves.
 """
 import hashlib
 import http.server
@@ -12,6 +14,8 @@ import os.path as osp
 import re
 import threading
 from typing import Dict
+
+import torch
 
 COMMIT = '0123456789abcdef0123456789abcdef01234567'
 
@@ -81,3 +85,19 @@ class LocalHub:
         """How many times ``filename`` was downloaded (GET)."""
         return sum(1 for method, path in self.requests
                    if method == 'GET' and osp.basename(path) == filename)
+
+
+def hf_cvt_model(seed: int, **config):
+    """A seeded random ``transformers`` CvT classifier (``CvtConfig()`` is
+    CvT-13) with non-trivial BatchNorm statistics, so that loading them
+    shows: what the hub's ``microsoft/cvt-*`` files hold, in layout."""
+    import transformers
+    torch.manual_seed(seed)
+    model = transformers.CvtForImageClassification(
+        transformers.CvtConfig(**config)).eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + .5)
+    return model

@@ -16,7 +16,6 @@ import mmengine
 import numpy as np
 import pytest
 import torch
-import transformers
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import CheckpointLoader
@@ -26,26 +25,13 @@ import mmcvt  # noqa: F401  (registers the hf:// scheme and the models)
 from mmcvt.models import CvT
 from mmcvt.models.layers import QuickGELU
 from mmcvt.models.utils import convert_hf_to_mmcvt
-from .local_hub import LocalHub
+from .local_hub import LocalHub, hf_cvt_model
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(ROOT, 'configs')
 TINY_HF = dict(embed_dim=[16, 32, 48], num_heads=[1, 2, 3], depth=[1, 2, 3])
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
-
-
-def _hf_model(seed, **config):
-    torch.manual_seed(seed)
-    model = transformers.CvtForImageClassification(
-        transformers.CvtConfig(**config)).eval()
-    # non-trivial BatchNorm statistics, so that loading them shows
-    g = torch.Generator().manual_seed(seed + 1)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g))
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + .5)
-    return model
 
 
 def _official(converted):
@@ -64,7 +50,7 @@ def weights(tmp_path_factory):
     """CvT-13 (default CvtConfig) and a tiny CvT written by transformers in
     every layout; ``source`` is the mmpretrain layout they all hold."""
     tmp = tmp_path_factory.mktemp('weights')
-    hf13 = _hf_model(0, num_labels=1000)  # CvtConfig() is CvT-13
+    hf13 = hf_cvt_model(0, num_labels=1000)  # CvtConfig() is CvT-13
     sd = {k: v.contiguous() for k, v in hf13.state_dict().items()}
     source = convert_hf_to_mmcvt(sd)
     files = dict(
@@ -82,7 +68,7 @@ def weights(tmp_path_factory):
     }, files['backbone'])
     torch.save({'state_dict': source, 'meta': {}}, files['classifier'])
     tiny = str(tmp / 'tiny.safetensors')
-    save_file(_hf_model(1, **TINY_HF).state_dict(), tiny)
+    save_file(hf_cvt_model(1, **TINY_HF).state_dict(), tiny)
     foreign = str(tmp / 'foreign.safetensors')
     save_file({'conv1.weight': torch.ones(8, 3, 3, 3)}, foreign)
     return dict(hf=hf13, source=source, files=files, tiny=tiny,
@@ -232,6 +218,10 @@ def test_config_init_cfg_loads_every_layout(family, layout, weights, hub):
     ('cvt_transfer/cvt-w24_in21k-pre_flowers102-384px.py', 'cvt-w24-384-22k'),
     ('cvt_det/retinanet_cvt-21_fpn_1x_coco.py', 'cvt-21'),
     ('cvt_seg/cvt-21-in1k-pre_fpn_8xb4-80k_ade20k-512x512.py', 'cvt-21'),
+    ('cvt_det/cascade-mask-rcnn_cvt-21_fpn_ms-crop-3x_coco.py', 'cvt-21'),
+    ('cvt_det/dino-4scale_cvt-21_8xb2-12e_coco.py', 'cvt-21'),
+    ('cvt_seg/mask2former_cvt-21_8xb2-160k_ade20k-512x512.py',
+     'cvt-21'),
 ])
 def test_other_variants_default_to_their_hub_model(config, repo):
     backbone = Config.fromfile(osp.join(CONFIGS, config)).model.backbone

@@ -33,3 +33,23 @@ cvt_paramwise_cfg = dict(
         '.cls_token': dict(decay_mult=0.),
         '.pos_embed': dict(decay_mult=0.),
     })
+
+# The same no-decay parameters as custom keys, for the recipes that train the
+# backbone at 0.1x lr through `custom_keys={'backbone': dict(lr_mult=0.1)}`
+# (DINO, Mask2Former): mmengine applies only the first matching key, longest
+# first, and then ignores norm_decay_mult / bias_decay_mult. So the
+# backbone's norms (the blocks' LayerNorms, the embeddings' norms, out_norm*,
+# the q/k/v projections' BatchNorms), class token and position embeddings
+# are named by keys longer than 'backbone', at the same 0.1x lr. These
+# names occur in CvT only; the config tests check that no head parameter
+# matches. The backbone's biases keep the recipe's weight decay, as in
+# mmseg's Swin Mask2Former config.
+_cvt_no_decay = dict(lr_mult=0.1, decay_mult=0.)
+cvt_backbone_lr01_keys = {
+    'backbone': dict(lr_mult=0.1, decay_mult=1.0),
+    **{key: _cvt_no_decay
+       for key in ('.norm1.weight', '.norm1.bias', '.norm2.weight',
+                   '.norm2.bias', 'patch_embed.norm.', 'backbone.out_norm',
+                   'conv_proj_q.bn.', 'conv_proj_k.bn.', 'conv_proj_v.bn.',
+                   '.cls_token', '.pos_embed')}
+}
