@@ -3,8 +3,9 @@
 # (../cvt_seg/mask2former_cvt-13_8xb2-160k_ade20k-512x512.py,
 # mmseg's Swin-T recipe) shrunk as upernet_cvt-tiny_digit-scenes.py is (the
 # demo's tiny CvT, 128x128 crops of scenes of at most 224x160), with the
-# neck, pixel decoder and transformer decoder 4x narrower (64 channels), the
-# sampled mask points scaled with the crop area and the same data, for the
+# neck, pixel decoder and transformer decoder 4x narrower (64 channels) and
+# shallower (3 encoder and 3 decoder layers instead of 6 and 9), the sampled
+# mask points scaled with the crop area and the same data, for the
 # comparison in README.md. Not part of tools/demo.sh.
 _base_ = [
     '../cvt_seg/mask2former_cvt-13_8xb2-160k_ade20k-512x512.py',
@@ -35,6 +36,7 @@ model = dict(
         num_queries=num_queries,
         pixel_decoder=dict(
             encoder=dict(
+                num_layers=3,
                 layer_cfg=dict(
                     self_attn_cfg=dict(embed_dims=channels),
                     ffn_cfg=dict(
@@ -42,7 +44,10 @@ model = dict(
                         feedforward_channels=4 * channels))),
             positional_encoding=dict(num_feats=channels // 2)),
         positional_encoding=dict(num_feats=channels // 2),
+        # 3 layers, one per level: 15.6 mIoU at 1,000 iterations against
+        # 10.7 with the recipe's 9, in half the time (README.md)
         transformer_decoder=dict(
+            num_layers=3,
             layer_cfg=dict(
                 self_attn_cfg=dict(embed_dims=channels),
                 cross_attn_cfg=dict(embed_dims=channels),
@@ -58,10 +63,11 @@ model = dict(
 train_dataloader = _base_.digit_scenes_train_dataloader
 val_dataloader = _base_.digit_scenes_val_dataloader
 test_dataloader = val_dataloader
+test_pipeline = _base_.digit_scenes_test_pipeline  # for inference_model
 
 # the UperNet demo's 1,000 iterations of 8 crops, warm-up and poly decay;
-# the recipe's AdamW (backbone at 0.1x lr) and gradient clipping at 10x its
-# lr
+# the recipe's AdamW (backbone at 0.1x lr) and gradient clipping (0.01) at
+# 10x its lr
 max_iters = 1000
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [

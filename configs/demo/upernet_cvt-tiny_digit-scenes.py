@@ -58,6 +58,7 @@ model = dict(
 train_dataloader = _base_.digit_scenes_train_dataloader
 val_dataloader = _base_.digit_scenes_val_dataloader
 test_dataloader = val_dataloader
+test_pipeline = _base_.digit_scenes_test_pipeline  # for inference_model
 
 # schedule: the recipe's AdamW, warm-up and poly decay, over 1,000
 # iterations of 8 crops; validated every 250 (the curves)

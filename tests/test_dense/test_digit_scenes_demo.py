@@ -38,6 +38,9 @@ SEG = osp.join(DEMO, 'upernet_cvt-tiny_digit-scenes.py')
 CASCADE = osp.join(DEMO, 'cascade-mask-rcnn_cvt-tiny_fpn_digit-scenes.py')
 DINO = osp.join(DEMO, 'dino-4scale_cvt-tiny_digit-scenes.py')
 M2F = osp.join(DEMO, 'mask2former_cvt-tiny_digit-scenes.py')
+# their level options (README.md)
+DINO_8_64 = osp.join(DEMO, 'dino-4scale_cvt-tiny_digit-scenes_strides-8-64.py')
+M2F_3_LEVELS = osp.join(DEMO, 'mask2former_cvt-tiny_digit-scenes_3-levels.py')
 # the demo's test scales (tools/demo.sh)
 SCALES = [(168, 120), (224, 160), (336, 240)]
 NUM_SCENES = 16
@@ -157,8 +160,10 @@ def segmenter(scenes, classifier, tmp_path_factory):
     return _train(cfg)
 
 
-@pytest.mark.parametrize('config', [DET, SEG, CASCADE, DINO, M2F],
-                         ids=['det', 'seg', 'cascade', 'dino', 'mask2former'])
+@pytest.mark.parametrize(
+    'config', [DET, SEG, CASCADE, DINO, DINO_8_64, M2F, M2F_3_LEVELS],
+    ids=['det', 'seg', 'cascade', 'dino', 'dino-strides-8-64', 'mask2former',
+         'mask2former-3-levels'])
 def test_classifier_backbone_lands_unchanged(config, scenes, classifier,
                                              tmp_path):
     """Every backbone tensor of the classification checkpoint is loaded,
@@ -166,7 +171,7 @@ def test_classifier_backbone_lands_unchanged(config, scenes, classifier,
     of the class token, not built for feature maps; only the output norms
     that classification does not have are new."""
     path, backbone = classifier
-    make = _seg_cfg if config in (SEG, M2F) else _det_cfg
+    make = _seg_cfg if config in (SEG, M2F, M2F_3_LEVELS) else _det_cfg
     runner = Runner.from_cfg(make(scenes, str(tmp_path), path,
                                   config=config))
     model = runner.model
@@ -322,3 +327,17 @@ def test_show_dir_needs_a_visualization_hook():
     cfg.work_dir = 'work_dirs/seg'
     enable_visualization(cfg, 'pictures')  # relative: inside the work dir
     assert cfg.visualizer.save_dir == osp.join('work_dirs/seg', 'pictures')
+
+
+@pytest.mark.parametrize(
+    'path', sorted(p for p in __import__('glob').glob(
+        osp.join(DEMO, '*_digit-scenes*.py'))
+        if osp.basename(p).startswith(('upernet', 'mask2former'))),
+    ids=osp.basename)
+def test_inference_model_sees_the_test_scale(path):
+    """mmseg's inference_model (and tools/analysis/instance_purity.py)
+    builds its pipeline from ``cfg.test_pipeline``: the demo segmenters set
+    it to the test dataloader's, not the recipe's 2048x512 resize."""
+    cfg = Config.fromfile(path)
+    assert cfg.test_pipeline == cfg.test_dataloader.dataset.pipeline
+    assert cfg.test_pipeline[1]['scale'] == (224, 160)

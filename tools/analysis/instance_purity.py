@@ -16,6 +16,7 @@ the majority class and its share, and how many classes reach
 writes them and the per-instance rows as JSON.
 """
 import argparse
+import copy
 import json
 import os.path as osp
 import sys
@@ -95,6 +96,11 @@ def main(argv=None) -> Dict:
 
     import mmcvt  # noqa: F401
     model = init_model(args.config, args.checkpoint, device=args.device)
+    # inference_model reads cfg.test_pipeline, which a config that sets only
+    # its test dataloader's pipeline (the demo configs) inherits from the
+    # recipe, at the recipe's scale: predict as tools/test.py does
+    model.cfg.test_pipeline = copy.deepcopy(
+        model.cfg.test_dataloader.dataset.pipeline)
     names = list(model.dataset_meta['classes'])
     coco = COCO(args.ann_file)
     index = {}

@@ -22,7 +22,8 @@ _train_pipeline = [
     dict(type='PhotoMetricDistortion'),
     dict(type='PackSegInputs')
 ]
-_test_pipeline = [
+# also the configs' test_pipeline, which mmseg's inference_model reads
+digit_scenes_test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=_scale, keep_ratio=True),
     dict(type='LoadAnnotations'),
@@ -53,4 +54,4 @@ digit_scenes_val_dataloader = dict(
     dataset=dict(
         _dataset,
         data_prefix=dict(img_path='images/val', seg_map_path='seg_maps/val'),
-        pipeline=_test_pipeline))
+        pipeline=digit_scenes_test_pipeline))
