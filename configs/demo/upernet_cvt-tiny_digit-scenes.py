@@ -11,7 +11,8 @@
 _base_ = [
     '../cvt_seg/cvt-13-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
     '../_base_/models/cvt-tiny_digits.py',
-    '../_base_/datasets/digit-scenes_semantic.py'
+    '../_base_/datasets/digit-scenes_semantic.py',
+    '../_base_/schedules/digit-scenes_seg_1k.py'
 ]
 
 crop_size = _base_.digit_scenes_crop_size
@@ -61,19 +62,11 @@ test_dataloader = val_dataloader
 test_pipeline = _base_.digit_scenes_test_pipeline  # for inference_model
 
 # schedule: the recipe's AdamW, warm-up and poly decay, over 1,000
-# iterations of 8 crops; validated every 250 (the curves)
-max_iters = 1000
+# iterations of 8 crops (../_base_/schedules/digit-scenes_seg_1k.py)
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,
-         end=50),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=50, end=max_iters,
-         by_epoch=False)
-]
-train_cfg = dict(max_iters=max_iters, val_interval=250)
-default_hooks = dict(
-    logger=dict(interval=50),
-    checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
+param_scheduler = _base_.digit_scenes_seg_param_scheduler
+train_cfg = _base_.digit_scenes_seg_train_cfg
+default_hooks = _base_.digit_scenes_seg_default_hooks
 env_cfg = dict(cudnn_benchmark=False)
 randomness = dict(seed=0)
 auto_scale_lr = dict(base_batch_size=8)
