@@ -56,3 +56,13 @@ def test_without_background_class_every_pixel_counts():
                               background=None, min_share=0.1)
     assert rows[0]['painted'] == 1.0
     assert rows[0]['classes'] == 2 and rows[0]['share'] == 0.5
+
+
+def test_background_must_be_a_class_or_none():
+    names = ('background', '0', '1')
+    assert tool.background_index(names, 'background', 'cfg.py') == 0
+    assert tool.background_index(names, '', 'cfg.py') is None
+    # a misspelt name is not silently "no background class"
+    with pytest.raises(SystemExit, match='--background "bg" is not a class '
+                       'of cfg.py .*pass --background ""'):
+        tool.background_index(names, 'bg', 'cfg.py')

@@ -38,10 +38,11 @@ def instance_rows(pred: np.ndarray, instances: Sequence,
     ``min_share`` of the painted pixels)."""
     rows = []
     for mask, label in instances:
-        values = pred[mask.astype(bool)]
+        mask = mask.astype(bool)
+        values = pred[mask]
         if background is not None:
             values = values[values != background]
-        total = int(mask.astype(bool).sum())
+        total = int(mask.sum())
         row = dict(label=int(label), pixels=total,
                    painted=len(values) / max(total, 1), majority=None,
                    share=0.0, right=False, classes=0)
@@ -69,6 +70,20 @@ def totals(rows: Sequence[Dict]) -> Dict:
         mean_majority_share=100 * float(
             np.mean([r['share'] for r in painted])) if painted else 0.0,
         mixed=sum(r['classes'] >= 2 for r in rows) * pct)
+
+
+def background_index(names: Sequence[str], background: str,
+                     config: str) -> Optional[int]:
+    """The index of the no-object class ``background`` among ``names``;
+    None for ``''`` (every class is an object class)."""
+    if not background:
+        return None
+    if background not in names:
+        raise SystemExit(
+            f'instance_purity.py: --background "{background}" is not a class '
+            f'of {config} ({", ".join(names)}); name its no-object class, or '
+            'pass --background "" if it has none')
+    return list(names).index(background)
 
 
 def parse_args(argv=None):
@@ -111,8 +126,7 @@ def main(argv=None) -> Dict:
                 f'{args.ann_file} is not a class of {args.config} '
                 f'({", ".join(names)}); instances are matched by name')
         index[cat['id']] = names.index(cat['name'])
-    background = (names.index(args.background)
-                  if args.background in names else None)
+    background = background_index(names, args.background, args.config)
     rows = []
     for img in coco.loadImgs(coco.getImgIds()):
         result = inference_model(model,
